@@ -1,0 +1,1 @@
+"""fusionrec's library: everything the pipeline does, with no Airflow in it."""

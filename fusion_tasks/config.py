@@ -1,0 +1,120 @@
+"""One typed, frozen run configuration, built in one place from DAG params and the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+MODALITIES = ("behavior", "content", "social")
+FUSION_METHODS = ("weighted_sum", "stacking")
+
+
+def default_data_root() -> Path:
+    """``$FUSION_DATA_ROOT``, else ``var/`` in the project."""
+    return Path(os.environ.get("FUSION_DATA_ROOT") or PROJECT_ROOT / "var")
+
+
+def default_ciao_dir() -> Path:
+    """``$FUSION_CIAO_DIR``, else the shared data folder beside the project."""
+    return Path(os.environ.get("FUSION_CIAO_DIR") or PROJECT_ROOT.parent / "shared" / "data" / "ciao")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything one run of the pipeline for one logical date needs.
+
+    ``holdout_days`` is the length of the test window that ends at the as-of date (reported, never
+    tuned on); ``validation_days`` the length of each of the ``n_folds`` rolling validation
+    windows before it (weights and the meta-learner are chosen there).
+    """
+
+    as_of_date: dt.date
+    data_root: Path = dataclasses.field(default_factory=default_data_root)
+    top_k: int = 10
+    modalities: tuple[str, ...] = MODALITIES
+    methods: tuple[str, ...] = FUSION_METHODS
+    seed: int = 20240601
+    holdout_days: int = 14
+    validation_days: int = 14
+    n_folds: int = 3
+    candidates_per_model: int = 100
+    max_quarantine_share: float = 0.05
+    ndcg_floor: float = 0.005
+    regression_tolerance: float = 0.25
+    history_days: int = 0  # 0: use all history up to the as-of date
+
+    def __post_init__(self) -> None:
+        unknown = set(self.modalities) - set(MODALITIES)
+        if unknown or not self.modalities:
+            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
+        if "behavior" not in self.modalities:
+            raise ValueError("the behavior modality is required: it defines users, items and relevance")
+        bad = set(self.methods) - set(FUSION_METHODS)
+        if bad or not self.methods:
+            raise ValueError(f"methods must be a non-empty subset of {FUSION_METHODS}, got {self.methods}")
+        for name in ("top_k", "holdout_days", "validation_days", "n_folds", "candidates_per_model"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.candidates_per_model < self.top_k:
+            raise ValueError("candidates_per_model must be >= top_k")
+        if not 0 <= self.max_quarantine_share <= 1:
+            raise ValueError("max_quarantine_share must be within [0, 1]")
+
+    @property
+    def test_origin(self) -> dt.date:
+        """The cut-off of the holdout: models are fitted on data up to it, scored on the window after."""
+        return self.as_of_date - dt.timedelta(days=self.holdout_days)
+
+    def origins(self) -> dict[str, dt.date]:
+        """Named training cut-offs, oldest first: ``fold<k>`` (validation), ``test``, ``final``."""
+        named = {}
+        for k in range(self.n_folds, 0, -1):
+            named[f"fold{k}"] = self.test_origin - dt.timedelta(days=k * self.validation_days)
+        named["test"] = self.test_origin
+        named["final"] = self.as_of_date
+        return named
+
+    def window_end(self, origin: str) -> dt.date:
+        """Last day of the evaluation window that follows an origin."""
+        start = self.origins()[origin]
+        days = self.holdout_days if origin == "test" else self.validation_days
+        return start + dt.timedelta(days=days)
+
+    def seed_for(self, component: str, origin: str = "") -> int:
+        """A seed derived from (base seed, as-of date, component, origin): reruns repeat, streams differ."""
+        text = f"{self.seed}|{self.as_of_date.isoformat()}|{component}|{origin}"
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["as_of_date"] = self.as_of_date.isoformat()
+        out["data_root"] = str(self.data_root)
+        out["modalities"] = list(self.modalities)
+        out["methods"] = list(self.methods)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
+        """Build from plain values (DAG params, JSON); unknown keys raise ``TypeError``."""
+        kwargs = dict(values)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(kwargs) - fields
+        if unknown:
+            raise TypeError(f"unknown run settings: {sorted(unknown)}")
+        if isinstance(kwargs.get("as_of_date"), str):
+            kwargs["as_of_date"] = dt.date.fromisoformat(kwargs["as_of_date"])
+        if kwargs.get("data_root") in (None, ""):
+            kwargs.pop("data_root", None)
+        else:
+            kwargs["data_root"] = Path(kwargs["data_root"])
+        for key in ("modalities", "methods"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)

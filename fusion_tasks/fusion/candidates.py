@@ -1,0 +1,120 @@
+"""Candidate pools: every base model's scores on the union of the models' top-N items per user.
+
+Fusion is two-stage. Each model scores *every* item a user has not interacted with and that exists
+at the origin (full ranking); its scores are standardised per user (z-scores over those items), and
+its top ``candidates_per_model`` items join the user's pool. Every model's z-score and rank (capped
+at N + 1 outside its own top-N) is then recorded for every pooled item, with context features.
+A base model's own top-K is inside the pool, so base models are evaluated exactly from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fusion_tasks import models
+from fusion_tasks.config import RunConfig
+from fusion_tasks.storage import DataRoot, read_parquet, write_json, write_parquet
+from fusion_tasks.training_data import TrainingData, load_relevance
+
+BATCH_USERS = 256
+CONTEXT_FEATURES = ("user_activity", "user_has_social", "item_has_content", "item_popularity")
+
+
+def pool_path(root: DataRoot, config: RunConfig, origin: str):
+    return root.fused(config.as_of_date) / f"pool_origin={origin}.parquet"
+
+
+def enabled_models(config: RunConfig) -> list[str]:
+    return [name for name in models.REGISTRY if models.is_enabled(name, config)]
+
+
+def build_pools(root: DataRoot, config: RunConfig, model_names: list[str]) -> dict[str, Any]:
+    """Write the candidate pool of every origin; returns a manifest with row and user counts.
+
+    Fold and test pools cover the users who did something new in the window after the origin
+    (``label`` = 1 for what they did); the final pool covers every user of the vocabulary.
+    """
+    manifest: dict[str, Any] = {"models": model_names, "origins": {}}
+    for origin in config.origins():
+        data = TrainingData.load(root, config, origin)
+        fitted = {name: models.load_fitted(root, config, name, origin) for name in model_names}
+        if origin == "final":
+            users = np.arange(data.n_users)
+            relevance = None
+        else:
+            relevance = load_relevance(root, config, origin)
+            users = np.unique(relevance["user_idx"].to_numpy())
+        pool = score_pool(data, fitted, users, config.candidates_per_model)
+        if relevance is not None:
+            pool = pool.merge(relevance.assign(label=1), on=["user_idx", "item_idx"], how="left")
+            pool["label"] = pool["label"].fillna(0).astype("int8")
+        write_parquet(pool, pool_path(root, config, origin))
+        manifest["origins"][origin] = {"rows": len(pool), "users": len(users),
+                                       "catalogue": int(data.item_known.sum())}
+    write_json(root.fused(config.as_of_date) / "pools.json", manifest)
+    return manifest
+
+
+def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], users: np.ndarray,
+               per_model: int) -> pd.DataFrame:
+    """The pool of ``users`` at ``data``'s origin (see module docstring); no NaN in the result."""
+    activity = np.asarray((data.interactions > 0).sum(axis=1)).ravel()
+    has_social = (data.features["social"]["has_social"] if data.has("social")
+                  else np.zeros(data.n_users, dtype=bool))
+    has_content = (data.features["content"]["has_content"] if data.has("content")
+                   else np.zeros(data.n_items, dtype=bool))
+    popularity = np.asarray((data.interactions > 0).sum(axis=0)).ravel()
+    parts = []
+    for start in range(0, len(users), BATCH_USERS):
+        batch = users[start:start + BATCH_USERS]
+        valid = np.broadcast_to(data.item_known, (len(batch), data.n_items)).copy()
+        seen = data.interactions[batch]
+        valid[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = False
+        zs, ranks, available = {}, {}, {}
+        in_pool = np.zeros_like(valid)
+        for name, model in fitted.items():
+            z, top, has_signal = _standardise_and_top(model.score(batch), valid, per_model)
+            zs[name], available[name] = z, has_signal
+            rank = np.full(valid.shape, per_model + 1, dtype="int32")
+            np.put_along_axis(rank, top, np.arange(1, top.shape[1] + 1, dtype="int32")[None, :], axis=1)
+            rank[~valid] = per_model + 1
+            ranks[name] = rank
+            in_pool |= rank <= per_model
+        rows, cols = np.nonzero(in_pool & valid)
+        part = {"user_idx": batch[rows].astype("int32"), "item_idx": cols.astype("int32")}
+        for name in fitted:
+            part[f"z_{name}"] = zs[name][rows, cols]
+            part[f"rank_{name}"] = ranks[name][rows, cols]
+            part[f"avail_{name}"] = available[name][rows].astype("int8")
+        part["user_activity"] = np.log1p(activity[batch[rows]]).astype("float32")
+        part["user_has_social"] = has_social[batch[rows]].astype("int8")
+        part["item_has_content"] = has_content[cols].astype("int8")
+        part["item_popularity"] = np.log1p(popularity[cols]).astype("float32")
+        parts.append(pd.DataFrame(part))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _standardise_and_top(scores: np.ndarray, valid: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row z-scores over valid items (0 elsewhere and for constant rows), the top-n columns by
+    score among valid items (ties broken by item index), and whether the row had any signal."""
+    scores = np.where(valid, scores.astype("float64"), np.nan)
+    count = np.maximum(valid.sum(axis=1, keepdims=True), 1)
+    mean = np.nansum(scores, axis=1, keepdims=True) / count
+    centred = np.where(valid, scores - mean, 0.0)
+    std = np.sqrt((centred ** 2).sum(axis=1, keepdims=True) / count)
+    has_signal = std[:, 0] > 1e-9
+    z = np.divide(centred, std, out=np.zeros_like(centred), where=std > 1e-9).astype("float32")
+    ranked = np.where(valid, z, -np.inf)
+    n = min(n, ranked.shape[1])
+    top = np.argpartition(-ranked, n - 1, axis=1)[:, :n] if n < ranked.shape[1] else np.tile(
+        np.arange(ranked.shape[1]), (len(ranked), 1))
+    # order the top-n by (score desc, item asc) so ranks are deterministic
+    order = np.lexsort((top, -np.take_along_axis(ranked, top, axis=1)), axis=1)
+    return z, np.take_along_axis(top, order, axis=1), has_signal
+
+
+def load_pool(root: DataRoot, config: RunConfig, origin: str) -> pd.DataFrame:
+    return read_parquet(pool_path(root, config, origin))

@@ -1,0 +1,65 @@
+"""Behaviour: views, clicks, purchases and ratings of items by users, one landing file per day."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fusion_tasks.config import RunConfig
+from fusion_tasks.modalities.base import Modality, Vocabulary, end_of_day
+from fusion_tasks.schemas import Column, Schema
+
+EVENT_TYPES = frozenset({"view", "click", "purchase", "rating"})
+# Implicit confidence of one event; a rating's weight grows with its value (see event_weights).
+EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "purchase": 4.0, "rating": 1.0}
+
+SCHEMA = Schema(
+    name="behavior",
+    version=1,
+    columns=(
+        Column("user_id", "key"),
+        Column("item_id", "key"),
+        Column("event_type", "str", allowed=EVENT_TYPES),
+        Column("value", "float", min_value=0.0),
+        Column("timestamp", "timestamp"),
+    ),
+)
+
+
+def event_weights(frame: pd.DataFrame) -> np.ndarray:
+    """Confidence of each event: the type's weight, times ``value / 2.5`` for ratings (1..5 -> 0.4..2)."""
+    base = frame["event_type"].map(EVENT_WEIGHTS).to_numpy(dtype="float64")
+    is_rating = (frame["event_type"] == "rating").to_numpy()
+    return np.where(is_rating, base * frame["value"].to_numpy(dtype="float64") / 2.5, base)
+
+
+def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
+                   config: RunConfig) -> dict[str, Any]:
+    """Events up to ``origin`` as (user_idx, item_idx, weight, day) with ``day`` in days since 1970."""
+    kept = staged.loc[staged["timestamp"] < end_of_day(origin)]
+    if config.history_days:
+        start = end_of_day(origin - dt.timedelta(days=config.history_days))
+        kept = kept.loc[kept["timestamp"] >= start]
+    days = (kept["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[D]")
+            .astype("int64"))
+    events = pd.DataFrame({
+        "user_idx": vocab.user_index(kept["user_id"]),
+        "item_idx": vocab.item_index(kept["item_id"]),
+        "weight": event_weights(kept),
+        "day": days,
+    })
+    return {"events": events}
+
+
+MODALITY = Modality(
+    name="behavior",
+    schema=SCHEMA,
+    time_column="timestamp",
+    daily=True,
+    id_columns={"user_id": "user", "item_id": "item"},
+    build_features=build_features,
+    profile_column="event_type",
+)

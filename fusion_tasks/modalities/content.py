@@ -1,0 +1,108 @@
+"""Content: item attributes (category, brand, price, tags, optional embedding), versioned by ``valid_from``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from fusion_tasks.config import RunConfig
+from fusion_tasks.modalities.base import Modality, Vocabulary
+from fusion_tasks.schemas import Column, Schema
+
+SCHEMA = Schema(
+    name="content",
+    version=1,
+    columns=(
+        Column("item_id", "key"),
+        Column("valid_from", "date"),
+        Column("category", "str", nullable=True),
+        Column("brand", "str", required=False, nullable=True),
+        Column("price", "float", required=False, nullable=True, min_value=0.0),
+        Column("tags", "str", required=False, nullable=True),
+        Column("embedding", "vector", required=False, nullable=True),
+    ),
+)
+
+
+def as_of(staged: pd.DataFrame, origin: dt.date) -> pd.DataFrame:
+    """The latest version of each item valid on ``origin``."""
+    kept = staged.loc[staged["valid_from"] <= pd.Timestamp(origin)]
+    return kept.sort_values(["item_id", "valid_from", "landed"]).drop_duplicates("item_id", keep="last")
+
+
+def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
+                   config: RunConfig) -> dict[str, Any]:
+    """Item feature matrix (rows L2-normalised; items without content are zero rows).
+
+    Blocks: category one-hot, brand one-hot, tags bag-of-words, log price (standardised) and the
+    embedding vector when present. Also ``category_idx`` (0 = unknown) for models that embed it.
+    """
+    current = as_of(staged, origin)
+    rows = vocab.item_index(current["item_id"])
+    current = current.loc[rows >= 0]
+    rows = rows[rows >= 0]
+    n_items = len(vocab.items)
+    blocks = []
+    categories = sorted(current["category"].dropna().unique())
+    category_idx = np.zeros(n_items, dtype="int32")
+    if categories:
+        codes = pd.Categorical(current["category"], categories=categories).codes
+        category_idx[rows] = codes + 1
+        blocks.append(_one_hot(rows, codes, n_items, len(categories)))
+    if current["brand"].notna().any():
+        brands = sorted(current["brand"].dropna().unique())
+        blocks.append(_one_hot(rows, pd.Categorical(current["brand"], categories=brands).codes,
+                               n_items, len(brands)))
+    tags = current["tags"].fillna("").str.lower().str.split("|")
+    vocab_tags = sorted({t.strip() for ts in tags for t in ts if t.strip()})
+    if vocab_tags:
+        position = {t: j for j, t in enumerate(vocab_tags)}
+        r, c = [], []
+        for row, ts in zip(rows, tags, strict=True):
+            for t in {t.strip() for t in ts if t.strip()}:
+                r.append(row)
+                c.append(position[t])
+        blocks.append(sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(n_items, len(vocab_tags))))
+    price = current["price"].to_numpy(dtype="float64")
+    if np.isfinite(price).any():
+        logp = np.log1p(price)
+        mean, std = np.nanmean(logp), np.nanstd(logp) or 1.0
+        col = np.zeros(n_items)
+        col[rows] = np.nan_to_num((logp - mean) / std) * 0.5
+        blocks.append(sparse.csr_matrix(col[:, None]))
+    has_emb = current["embedding"].notna().to_numpy()
+    if has_emb.any():
+        dims = {len(v) for v in current.loc[has_emb, "embedding"]}
+        if len(dims) == 1:
+            dim = dims.pop()
+            emb = np.zeros((n_items, dim))
+            emb[rows[has_emb]] = np.vstack(current.loc[has_emb, "embedding"].to_numpy())
+            norms = np.linalg.norm(emb, axis=1, keepdims=True)
+            blocks.append(sparse.csr_matrix(np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)))
+    matrix = sparse.hstack(blocks, format="csr") if blocks else sparse.csr_matrix((n_items, 0))
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    matrix = sparse.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ matrix
+    has_content = np.zeros(n_items, dtype=bool)
+    has_content[rows] = True
+    return {"matrix": matrix.tocsr().astype("float32"), "category_idx": category_idx,
+            "n_categories": len(categories), "has_content": has_content & (norms > 0)}
+
+
+def _one_hot(rows: np.ndarray, codes: np.ndarray, n_rows: int, n_cols: int) -> sparse.csr_matrix:
+    ok = codes >= 0
+    return sparse.csr_matrix((np.ones(ok.sum()), (rows[ok], codes[ok])), shape=(n_rows, n_cols))
+
+
+MODALITY = Modality(
+    name="content",
+    schema=SCHEMA,
+    time_column="valid_from",
+    daily=False,
+    id_columns={"item_id": "item"},
+    build_features=build_features,
+    profile_column="category",
+)

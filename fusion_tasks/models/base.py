@@ -1,0 +1,120 @@
+"""The contract every base recommender follows (scikit-learn style), and pickle-free persistence."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import sparse
+
+from fusion_tasks.training_data import TrainingData
+
+
+class BaseRecommender:
+    """A recommender that scores every item of the vocabulary for a batch of users.
+
+    Subclasses set ``name`` (registry key), ``modalities`` (what ``fit`` needs; the model is skipped
+    when one is not selected) and ``group`` (the modality its score is credited to in published
+    contributions: ``behavior``, ``content``, ``social`` or ``cross``). ``__init__`` only stores
+    parameters; ``fit`` sets learned state in attributes ending in ``_`` and returns ``self``.
+    Learned state must be numpy arrays, scipy sparse matrices or JSON scalars, so that ``save``
+    writes ``params.json`` + ``state.npz`` and ``load`` reads them with ``allow_pickle=False``.
+    """
+
+    name: ClassVar[str]
+    modalities: ClassVar[tuple[str, ...]] = ("behavior",)
+    group: ClassVar[str] = "behavior"
+
+    def fit(self, data: TrainingData) -> BaseRecommender:
+        raise NotImplementedError
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """Scores of shape ``(len(users), n_items)``, float32, finite; higher is better."""
+        raise NotImplementedError
+
+    # scikit-learn style parameters -----------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # persistence -----------------------------------------------------------------------------
+    def save(self, folder: Path) -> Path:
+        """Write ``params.json`` and ``state.npz`` into ``folder``; returns the folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        scalars: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if not key.endswith("_") or key.startswith("_"):
+                continue
+            if sparse.issparse(value):
+                value = value.tocsr()
+                arrays.update({f"{key}__data": value.data, f"{key}__indices": value.indices,
+                               f"{key}__indptr": value.indptr, f"{key}__shape": np.array(value.shape)})
+            elif isinstance(value, np.ndarray):
+                arrays[key] = value
+            else:
+                scalars[key] = value
+        np.savez(folder / "state.npz", **arrays)
+        (folder / "params.json").write_text(json.dumps(
+            {"model": self.name, "params": self.get_params(), "state": scalars}, indent=2, sort_keys=True))
+        self._save_extra(folder)
+        return folder
+
+    def _save_extra(self, folder: Path) -> None:
+        """Hook for artefacts that are not arrays (e.g. a Keras model file)."""
+
+    @classmethod
+    def load(cls, folder: Path) -> BaseRecommender:
+        """Rebuild a fitted model written by ``save`` (no pickle anywhere)."""
+        folder = Path(folder)
+        meta = json.loads((folder / "params.json").read_text())
+        if meta["model"] != cls.name:
+            raise ValueError(f"{folder} holds a {meta['model']!r} model, not {cls.name!r}")
+        model = cls(**meta["params"])
+        for key, value in meta["state"].items():
+            setattr(model, key, value)
+        with np.load(folder / "state.npz", allow_pickle=False) as state:
+            names = set(state.files)
+            for key in sorted(names):
+                if "__" in key:
+                    base, part = key.rsplit("__", 1)
+                    if part != "data":
+                        continue
+                    matrix = sparse.csr_matrix(
+                        (state[f"{base}__data"], state[f"{base}__indices"], state[f"{base}__indptr"]),
+                        shape=tuple(state[f"{base}__shape"]))
+                    setattr(model, base, matrix)
+                else:
+                    setattr(model, key, state[key])
+        return model
+
+
+def time_decay(days_ago: np.ndarray, half_life_days: float) -> np.ndarray:
+    """``0.5 ** (days_ago / half_life)``; a half-life of 0 means no decay."""
+    if not half_life_days:
+        return np.ones_like(days_ago, dtype="float64")
+    return np.power(0.5, np.maximum(days_ago, 0) / half_life_days)
+
+
+def decayed_interactions(data: TrainingData, half_life_days: float) -> sparse.csr_matrix:
+    """Users x items matrix of event weights decayed by age at the origin."""
+    events = data.events
+    weight = events["weight"].to_numpy() * time_decay(data.origin_day - events["day"].to_numpy(), half_life_days)
+    matrix = sparse.csr_matrix((weight, (events["user_idx"].to_numpy(), events["item_idx"].to_numpy())),
+                               shape=(data.n_users, data.n_items))
+    matrix.sum_duplicates()
+    return matrix.astype("float32")
+
+
+def dense_rows(matrix: sparse.spmatrix | np.ndarray) -> np.ndarray:
+    """A float32 dense array from a sparse or dense product."""
+    out = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
+    return out.astype("float32", copy=False)

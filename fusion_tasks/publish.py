@@ -1,0 +1,117 @@
+"""The fused top-K table of a date, its output contract, and its atomic publication."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fusion_tasks.config import RunConfig
+from fusion_tasks.fusion import methods
+from fusion_tasks.fusion.candidates import load_pool
+from fusion_tasks.storage import DataRoot, publish_version, read_json, read_parquet, write_json, write_parquet
+
+CONTRIBUTIONS = [f"contribution_{g}" for g in (*methods.GROUPS, "context")]
+COLUMNS = ["user_id", "item_id", "rank", "score", *CONTRIBUTIONS]
+
+
+class OutputContractError(ValueError):
+    """A recommendation table breaks the published contract."""
+
+
+def fuse_recommendations(root: DataRoot, config: RunConfig) -> dict[str, Any]:
+    """Rank the final pool (models fitted on all data up to D) with the chosen fusion method.
+
+    Writes ``fused/ds=D/recommendations.parquet`` with ``COLUMNS``: for each user of the
+    vocabulary at most ``top_k`` items, rank 1..n, the fused score and each modality's additive
+    contribution to it (they sum to the score).
+    """
+    pool = load_pool(root, config, "final")
+    fitted = methods.load_fitted_methods(root, config)
+    method = methods.choose_method(fitted)
+    scores = methods.fused_scores(method, fitted[method], pool)
+    parts = methods.contributions(method, fitted[method], pool).reindex(columns=CONTRIBUTIONS, fill_value=0.0)
+    ranked = methods.top_k(pool, scores, config.top_k)
+    order = np.lexsort((pool["item_idx"].to_numpy(), -scores, pool["user_idx"].to_numpy()))
+    best = order[pool.iloc[order].groupby("user_idx").cumcount().to_numpy() < config.top_k]
+    folder = root.features(config.as_of_date)
+    users = read_parquet(folder / "users.parquet")["user_id"].to_numpy()
+    items = read_parquet(folder / "items.parquet")["item_id"].to_numpy()
+    table = pd.DataFrame({
+        "user_id": users[ranked["user_idx"].to_numpy()],
+        "item_id": items[ranked["item_idx"].to_numpy()],
+        "rank": ranked["rank"].astype("int32").to_numpy(),
+        "score": ranked["score"].astype("float64").to_numpy(),
+    })
+    for column in CONTRIBUTIONS:
+        table[column] = parts[column].to_numpy()[best]
+    catalogue = set(items.tolist())
+    check_output_contract(table, config.top_k, catalogue)
+    path = write_parquet(table, root.fused(config.as_of_date) / "recommendations.parquet")
+    n_users = table["user_id"].nunique()
+    return {"method": method, "path": str(path), "rows": len(table), "users": int(n_users),
+            "users_in_scope": len(users), "users_with_fewer_than_k": int((table.groupby("user_id").size()
+                                                                          < config.top_k).sum())}
+
+
+def check_output_contract(table: pd.DataFrame, k: int, catalogue: set[str]) -> None:
+    """Raise ``OutputContractError`` unless: only ``COLUMNS``; at most k rows per user; ranks 1..n
+    unique; no duplicate items per user; every item in the catalogue; scores finite and
+    non-increasing with rank; contributions finite."""
+    problems = []
+    if list(table.columns) != COLUMNS:
+        problems.append(f"columns {list(table.columns)} != {COLUMNS}")
+    else:
+        per_user = table.groupby("user_id")
+        if (per_user.size() > k).any():
+            problems.append(f"{int((per_user.size() > k).sum())} users have more than {k} rows")
+        ordered = table.sort_values(["user_id", "rank"])
+        if not (ordered["rank"].to_numpy() == ordered.groupby("user_id").cumcount().to_numpy() + 1).all():
+            problems.append("ranks are not 1..n per user")
+        if table.duplicated(["user_id", "item_id"]).any():
+            problems.append(f"{int(table.duplicated(['user_id', 'item_id']).sum())} duplicate (user, item) rows")
+        unknown = ~table["item_id"].isin(catalogue)
+        if unknown.any():
+            problems.append(f"{int(unknown.sum())} items are not in the catalogue")
+        numbers = table[["score", *CONTRIBUTIONS]].to_numpy(dtype="float64")
+        if not np.isfinite(numbers).all():
+            problems.append("non-finite score or contribution")
+        increasing = ordered.groupby("user_id")["score"].diff().fillna(0) > 1e-9
+        if increasing.any():
+            problems.append(f"{int(increasing.sum())} scores increase with rank")
+    if problems:
+        raise OutputContractError("recommendation table breaks the output contract: " + "; ".join(problems))
+
+
+def publish(root: DataRoot, config: RunConfig) -> dict[str, Any]:
+    """Publish D's recommendations and metrics atomically (see ``storage.publish_version``).
+
+    Refuses (``PermissionError``) when the quality gate did not pass for D.
+    """
+    fused = root.fused(config.as_of_date)
+    gate = read_json(fused / "gate.json")
+    if not gate["passed"]:
+        raise PermissionError(f"quality gate did not pass for {config.as_of_date}: {gate['reason']}")
+    source = fused / "recommendations.parquet"
+    table = read_parquet(source)
+    check_output_contract(table, config.top_k, set(read_parquet(root.features(config.as_of_date) / "items.parquet")
+                                                   ["item_id"].tolist()))
+    report = read_json(fused / "metrics.json")
+    report["gate"] = gate
+    report["config"] = {key: value for key, value in config.to_dict().items() if key != "data_root"}
+
+    def write_recommendations(folder: Path) -> None:
+        shutil.copyfile(source, folder / "recommendations.parquet")
+
+    def write_metrics(folder: Path) -> None:
+        write_json(folder / "metrics.json", report)
+
+    versions = publish_version(root, config.as_of_date,
+                               {"recommendations": write_recommendations, "metrics": write_metrics},
+                               manifest_extra={"rows": len(table), "method": report["chosen_method"]})
+    return {"rows": len(table), "users": int(table["user_id"].nunique()), "method": report["chosen_method"],
+            "recommendations": str(root.published("recommendations", config.as_of_date)),
+            "metrics": str(root.metrics_path(config.as_of_date)), "versions": versions}

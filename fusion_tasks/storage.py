@@ -1,0 +1,279 @@
+"""Where every dataset lives, and how it is written.
+
+This is the only module that knows the layout of the data root::
+
+    landing/<modality>/date=YYYY-MM-DD/*.csv|*.parquet   what upstream systems drop
+    staged/<modality>/ds=D/data.parquet                   validated history as of D
+    quarantine/<modality>/ds=D/rows.parquet               rejected rows, with a reason
+    features/ds=D/...                                     id vocabulary, interactions, windows
+    models/<model>/ds=D/origin=<name>/...                 fitted artefacts (npz / json / keras)
+    fused/ds=D/...                                        candidate pools, fusion parameters, metrics
+    published/recommendations/ds=D -> .versions/...       the current version (atomic symlink)
+    published/metrics/ds=D -> .versions/...
+
+Writes go to a temporary name first and are renamed into place, so a reader never sees half a
+file. Publishing switches a symlink, so a reader sees the old version or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+PUBLISHED_KINDS = ("recommendations", "metrics")
+
+
+def ds(day: dt.date) -> str:
+    """The partition name of a date: ``YYYY-MM-DD``."""
+    return day.isoformat()
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    """Write JSON atomically (temp file + rename); keys sorted so reruns are byte-identical."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a frame atomically as one Parquet file (no index)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    return pd.read_parquet(path, columns=columns)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class DataRoot:
+    """Paths of every layer under one root directory."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    # landing ---------------------------------------------------------------------------------
+    def landing(self, modality: str) -> Path:
+        return self.root / "landing" / modality
+
+    def landing_day(self, modality: str, day: dt.date) -> Path:
+        return self.landing(modality) / f"date={ds(day)}"
+
+    def landing_files(self, modality: str) -> list[tuple[dt.date, Path]]:
+        """Every landing file of a modality with the date of its partition, sorted by (date, name).
+
+        Raises ``ValueError`` naming the folder when a partition name is not ``date=YYYY-MM-DD``.
+        """
+        base = self.landing(modality)
+        if not base.is_dir():
+            return []
+        found: list[tuple[dt.date, Path]] = []
+        for part in sorted(base.iterdir()):
+            if part.name.startswith("."):
+                continue
+            if not part.is_dir() or not part.name.startswith("date="):
+                raise ValueError(f"{part}: landing partitions must be folders named date=YYYY-MM-DD")
+            try:
+                day = dt.date.fromisoformat(part.name.removeprefix("date="))
+            except ValueError as err:
+                raise ValueError(f"{part}: not a date partition ({err})") from None
+            for file in sorted(part.iterdir()):
+                if file.suffix in (".csv", ".parquet") and not file.name.startswith("."):
+                    found.append((day, file))
+        return found
+
+    # staged, quarantine ----------------------------------------------------------------------
+    def staged(self, modality: str, day: dt.date) -> Path:
+        return self.root / "staged" / modality / f"ds={ds(day)}" / "data.parquet"
+
+    def staged_manifest(self, modality: str, day: dt.date) -> Path:
+        return self.staged(modality, day).with_name("manifest.json")
+
+    def staged_dates(self, modality: str) -> list[dt.date]:
+        return _partition_dates(self.root / "staged" / modality)
+
+    def quarantine(self, modality: str, day: dt.date) -> Path:
+        return self.root / "quarantine" / modality / f"ds={ds(day)}" / "rows.parquet"
+
+    # features, models, fused -----------------------------------------------------------------
+    def features(self, day: dt.date) -> Path:
+        return self.root / "features" / f"ds={ds(day)}"
+
+    def model_dir(self, model: str, day: dt.date, origin: str) -> Path:
+        return self.root / "models" / model / f"ds={ds(day)}" / f"origin={origin}"
+
+    def fused(self, day: dt.date) -> Path:
+        return self.root / "fused" / f"ds={ds(day)}"
+
+    # published -------------------------------------------------------------------------------
+    def published(self, kind: str, day: dt.date) -> Path:
+        """The path readers use: a symlink to the current version of ``kind`` for ``day``."""
+        _check_kind(kind)
+        return self.root / "published" / kind / f"ds={ds(day)}"
+
+    def published_versions(self, kind: str, day: dt.date) -> Path:
+        _check_kind(kind)
+        return self.root / "published" / kind / ".versions" / f"ds={ds(day)}"
+
+    def published_dates(self, kind: str = "metrics") -> list[dt.date]:
+        """Dates with a current published version, sorted."""
+        base = self.root / "published" / kind
+        return [day for day in _partition_dates(base) if self.published(kind, day).exists()]
+
+    def recommendations_path(self, day: dt.date) -> Path:
+        return self.published("recommendations", day) / "recommendations.parquet"
+
+    def metrics_path(self, day: dt.date) -> Path:
+        return self.published("metrics", day) / "metrics.json"
+
+    def read_recommendations(self, day: dt.date) -> pd.DataFrame:
+        return read_parquet(self.recommendations_path(day))
+
+    def read_published_metrics(self, day: dt.date) -> dict[str, Any]:
+        return read_json(self.metrics_path(day))
+
+    def latest_published_before(self, day: dt.date) -> dt.date | None:
+        earlier = [d for d in self.published_dates("metrics") if d < day]
+        return earlier[-1] if earlier else None
+
+    @contextlib.contextmanager
+    def publish_lock(self, day: dt.date) -> Iterator[None]:
+        """An exclusive lock per date; the kernel releases it if the holder dies."""
+        lock_path = self.root / "published" / ".locks" / f"ds={ds(day)}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in PUBLISHED_KINDS:
+        raise ValueError(f"unknown published kind {kind!r}; expected one of {PUBLISHED_KINDS}")
+
+
+def _partition_dates(base: Path) -> list[dt.date]:
+    if not base.is_dir():
+        return []
+    days = []
+    for part in base.iterdir():
+        if part.name.startswith("ds="):
+            with contextlib.suppress(ValueError):
+                days.append(dt.date.fromisoformat(part.name.removeprefix("ds=")))
+    return sorted(days)
+
+
+# Atomic publishing ----------------------------------------------------------------------------
+MANIFEST = "_MANIFEST.json"
+
+
+def publish_version(root: DataRoot, day: dt.date, writers: dict[str, Any], *,
+                    manifest_extra: dict[str, Any] | None = None,
+                    attempt: str | None = None) -> dict[str, str]:
+    """Publish one new version of every kind in ``writers`` for ``day``, atomically per kind.
+
+    ``writers[kind]`` is a callable ``(folder: Path) -> None`` that writes the files of that kind
+    into an empty staging folder; ``manifest_extra`` goes into every manifest. For each kind the
+    steps are: write into ``.versions/ds=D/<attempt>/``, write the manifest (file sizes and
+    sha256), swap the ``ds=D`` symlink to it with one ``rename``, then delete every other version
+    of that date. Everything runs under the date's lock, so two publishers of one date take turns
+    and the last one wins with one complete version. A publisher killed at any step leaves the
+    previous version current; its staging folder is removed by the next publish.
+
+    Returns the version folder of each kind.
+    """
+    attempt = attempt or uuid.uuid4().hex[:12]
+    published: dict[str, str] = {}
+    with root.publish_lock(day):
+        for kind, write in writers.items():
+            versions = root.published_versions(kind, day)
+            staging = versions / f"v-{attempt}"
+            if staging.exists():
+                shutil.rmtree(staging)
+            staging.mkdir(parents=True)
+            write(staging)
+            entries = {
+                path.name: {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+                for path in sorted(staging.iterdir())
+            }
+            write_json(staging / MANIFEST, {"ds": ds(day), "attempt": attempt, "files": entries,
+                                            **(manifest_extra or {})})
+            _fsync_dir(staging)
+            _swap_symlink(root.published(kind, day), staging)
+            for other in versions.iterdir():
+                if other != staging:
+                    shutil.rmtree(other, ignore_errors=True)
+            published[kind] = str(staging)
+    return published
+
+
+def verify_version(folder: Path) -> bool:
+    """True when a published folder has a manifest and every file matches its size and hash."""
+    manifest_path = Path(folder) / MANIFEST
+    if not manifest_path.is_file():
+        return False
+    manifest = read_json(manifest_path)
+    for name, entry in manifest["files"].items():
+        path = Path(folder) / name
+        if not path.is_file() or path.stat().st_size != entry["bytes"]:
+            return False
+        if file_sha256(path) != entry["sha256"]:
+            return False
+    return True
+
+
+def _swap_symlink(link: Path, target: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex}.lnk")
+    os.symlink(os.path.relpath(target, link.parent), tmp)
+    os.replace(tmp, link)  # rename(2) is atomic: readers see the old or the new target
+    _fsync_dir(link.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
