@@ -1,0 +1,67 @@
+# fusionrec: everything a fresh machine needs goes through these targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export FUSION_DATA_ROOT ?= $(CURDIR)/var
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
+DEMO_DATE ?= 2024-04-29
+
+.PHONY: help venv demo test test-fast lint airflow backfill ciao-import bench-quality clean
+
+help:
+	@echo "make demo            set up, write synthetic data, run the DAG for $(DEMO_DATE), print the metrics"
+	@echo "make test            set up and run the whole test suite"
+	@echo "make airflow         start Airflow (UI and API on http://localhost:8080)"
+	@echo "make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [BACKWARDS=1]   backfill through the scheduler"
+	@echo "make ciao-import     import the Ciao data set into the landing zone"
+	@echo "make bench-quality   the quality benchmark on Ciao (writes BENCHMARKS.md)"
+
+$(BIN)/activate: requirements.txt requirements-dev.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	echo "$(CURDIR)" > $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/fusionrec.pth
+	touch $(BIN)/activate
+
+venv: $(BIN)/activate
+
+$(AIRFLOW_HOME)/airflow.db: | venv
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log
+	$(BIN)/airflow pools set fusion_training 2 "model training" > /dev/null
+
+airflow-db: $(AIRFLOW_HOME)/airflow.db
+
+demo: venv airflow-db
+	$(BIN)/python -m fusion_tasks synthetic
+	time $(BIN)/airflow dags test multimodal_fusion $(DEMO_DATE) > $(AIRFLOW_HOME)/demo-run.log 2>&1 \
+		|| { tail -n 60 $(AIRFLOW_HOME)/demo-run.log; exit 1; }
+	$(BIN)/python -m fusion_tasks show --date $(DEMO_DATE)
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow and not integration"
+
+lint: venv
+	$(BIN)/ruff check .
+
+airflow: venv airflow-db
+	AIRFLOW__CORE__PARALLELISM=4 $(BIN)/airflow standalone
+
+backfill: venv airflow-db
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [BACKWARDS=1]"; exit 2; }
+	$(BIN)/airflow dags reserialize > /dev/null
+	$(BIN)/airflow dags unpause multimodal_fusion
+	$(BIN)/airflow backfill create --dag-id multimodal_fusion --from-date $(FROM) --to-date $(TO) \
+		--max-active-runs 2 $(if $(BACKWARDS),--run-backwards,)
+	@echo "runs created; a running scheduler executes them (make airflow)"
+
+clean:
+	rm -rf $(VENV) $(AIRFLOW_HOME) var .pytest_cache

@@ -1,0 +1,230 @@
+"""
+### multimodal_fusion: fused top-K recommendations from behaviour, content and social data
+
+**Schedule**: daily (`@daily` data intervals, UTC). The run for logical date **D** covers the day D
+and reads every modality *as of D*: events up to the end of D, content and social versions valid by D.
+Nothing after D is read, so a backfilled date gives the answer it would have given that day.
+
+**Manual runs**: set `as_of_date` in the trigger form. A run without a logical date and without
+`as_of_date` fails at once.
+
+**Flow**: `plan_run` → `extract_<modality>` (parallel; validated, bad rows quarantined) →
+`build_training_data` → `train_<model>` (parallel, pool `fusion_training`) → `score_candidates` →
+`fit_weighted_sum` / `fit_stacking` (tuned on validation folds before the holdout) → `evaluate` and
+`fuse_recommendations` → `quality_gate` → `publish_recommendations`.
+
+**Outputs** under `$FUSION_DATA_ROOT`: `published/recommendations/ds=D/` (Parquet: user_id, item_id,
+rank, score, contribution per modality) and `published/metrics/ds=D/metrics.json`, switched atomically.
+
+**Gate**: below the NDCG floor the run fails; more than the tolerance below the last published
+date, publishing is skipped and the previous table stays current. Reasons are in the task log and in
+`fused/ds=D/gate.json`.
+
+**Backfill**: `airflow backfill create --dag-id multimodal_fusion --from-date A --to-date B`
+(forward or `--run-backwards`; each date is independent; at most `max_active_runs` at once).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+log = logging.getLogger(__name__)
+
+MODALITIES = ["behavior", "content", "social"]  # the extract tasks; each must be in fusion_tasks.modalities
+MODELS = ["popularity", "als", "content", "social", "deep"]  # the train tasks; each in fusion_tasks.models
+METHODS = ["weighted_sum", "stacking"]
+TRAINING_POOL = "fusion_training"
+
+PARAMS = {
+    "as_of_date": Param(None, type=["null", "string"], format="date", title="As-of date",
+                        description="The date to run for (YYYY-MM-DD). Required when the run has no logical date; "
+                                    "overrides the logical date when set."),
+    "top_k": Param(10, type="integer", minimum=1, maximum=200, title="K",
+                   description="How many items to publish per user, and the K of every metric."),
+    "modalities": Param(MODALITIES, type="array", items={"type": "string", "enum": MODALITIES},
+                        title="Modalities", description="Which modalities to use; behavior is required."),
+    "methods": Param(METHODS, type="array", items={"type": "string", "enum": METHODS},
+                     title="Fusion methods", description="Fusion methods to fit; the one with the better "
+                                                        "cross-validated NDCG is published."),
+    "holdout_days": Param(14, type="integer", minimum=1, description="Length of the test window ending at D."),
+    "validation_days": Param(14, type="integer", minimum=1, description="Length of each validation window."),
+    "n_folds": Param(3, type="integer", minimum=1, maximum=12, description="Rolling validation windows before the "
+                                                                            "test window (time-aware CV)."),
+    "candidates_per_model": Param(50, type="integer", minimum=1, description="Top-N of each base model that "
+                                                                              "joins a user's fusion pool."),
+    "seed": Param(20240601, type="integer", description="Base seed; every component derives its own."),
+    "ndcg_floor": Param(0.005, type="number", minimum=0, description="Gate: minimum holdout NDCG@K to publish."),
+    "regression_tolerance": Param(0.25, type="number", minimum=0, maximum=1,
+                                  description="Gate: largest relative NDCG drop against the last published date."),
+    "max_quarantine_share": Param(0.05, type="number", minimum=0, maximum=1,
+                                  description="Extraction fails (no retry) above this share of rejected rows."),
+    "history_days": Param(0, type="integer", minimum=0, description="Days of behaviour history to train on "
+                                                                     "(0: all)."),
+}
+
+DEFAULT_ARGS = {
+    "owner": "fusionrec",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=1),
+    "execution_timeout": dt.timedelta(minutes=30),
+}
+
+
+def _config(spec: dict):
+    """The frozen run configuration from the plan (plain JSON in XCom)."""
+    from fusion_tasks.config import RunConfig
+
+    return RunConfig.from_dict(spec)
+
+
+def _root(spec: dict):
+    from fusion_tasks.storage import DataRoot
+
+    return DataRoot(_config(spec).data_root)
+
+
+@dag(
+    dag_id="multimodal_fusion",
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=2,
+    max_active_tasks=4,
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+    doc_md=__doc__,
+    tags=["fusionrec", "recommendations"],
+)
+def multimodal_fusion():
+    @task(execution_timeout=dt.timedelta(minutes=2))
+    def plan_run() -> dict:
+        """Turn the Airflow context into a plain run spec: the only place that reads the context."""
+        from fusion_tasks.config import RunConfig
+
+        context = get_current_context()
+        params = dict(context["params"])
+        as_of = params.pop("as_of_date", None)
+        if not as_of:
+            logical = context["dag_run"].logical_date
+            if logical is None:
+                raise AirflowFailException(
+                    "this run has no logical date and no as_of_date param: trigger it with "
+                    "conf {\"as_of_date\": \"YYYY-MM-DD\"} or with a logical date")
+            as_of = logical.date().isoformat()
+        try:
+            config = RunConfig.from_dict({**params, "as_of_date": as_of})
+        except (TypeError, ValueError) as err:
+            raise AirflowFailException(f"invalid run parameters: {err}") from None
+        log.info("running for as_of_date=%s into %s", config.as_of_date, config.data_root)
+        return config.to_dict()
+
+    def extract_task(modality: str):
+        @task(task_id=f"extract_{modality}", execution_timeout=dt.timedelta(minutes=20))
+        def extract(spec: dict) -> dict:
+            from fusion_tasks.pipeline import extract as run_extract
+            from fusion_tasks.schemas import DataQualityError, SchemaDriftError
+
+            config = _config(spec)
+            if modality not in config.modalities:
+                raise AirflowSkipException(f"{modality} is not selected for this run")
+            try:
+                manifest = run_extract(_root(spec), config, modality)
+            except (SchemaDriftError, DataQualityError) as err:
+                raise AirflowFailException(str(err)) from None  # the data is wrong: retrying cannot help
+            return {k: manifest[k] for k in ("rows_staged", "rows_quarantined", "quarantine_share", "staged_path")}
+
+        return extract
+
+    @task(trigger_rule="none_failed_min_one_success", execution_timeout=dt.timedelta(minutes=20))
+    def build_training_data(spec: dict) -> dict:
+        from fusion_tasks.training_data import build_training_data as build
+
+        manifest = build(_root(spec), _config(spec))
+        return {k: manifest[k] for k in ("n_users", "n_items", "evaluation_users", "path")}
+
+    def train_task(name: str):
+        @task(task_id=f"train_{name}", pool=TRAINING_POOL, execution_timeout=dt.timedelta(minutes=60))
+        def train(spec: dict, _features: dict) -> dict:
+            from fusion_tasks import models
+
+            config = _config(spec)
+            if not models.is_enabled(name, config):
+                raise AirflowSkipException(f"{name} needs modalities that are not selected")
+            manifest = models.train_model(_root(spec), config, name)
+            return {"model": name, "fit_seconds": {o: f["fit_seconds"] for o, f in manifest["fits"].items()}}
+
+        return train
+
+    @task(trigger_rule="none_failed_min_one_success", execution_timeout=dt.timedelta(minutes=60))
+    def score_candidates(spec: dict) -> dict:
+        from fusion_tasks.fusion.candidates import build_pools, enabled_models
+
+        config = _config(spec)
+        return build_pools(_root(spec), config, enabled_models(config))
+
+    def fit_task(method: str):
+        @task(task_id=f"fit_{method}", execution_timeout=dt.timedelta(minutes=30))
+        def fit(spec: dict, _pools: dict) -> dict:
+            from fusion_tasks.pipeline import fit_method
+
+            config = _config(spec)
+            if method not in config.methods:
+                raise AirflowSkipException(f"{method} is not selected for this run")
+            result = fit_method(_root(spec), config, method)
+            return {"method": method, "cv_ndcg": result["cv_ndcg"], "weights": result.get("weights")}
+
+        return fit
+
+    @task(trigger_rule="none_failed_min_one_success", execution_timeout=dt.timedelta(minutes=30))
+    def evaluate(spec: dict) -> dict:
+        from fusion_tasks.evaluation.report import evaluate_run, summary_table
+
+        report = evaluate_run(_root(spec), _config(spec))
+        log.info("holdout metrics (K=%s, %s users):\n%s", report["k"], report["n_users_evaluated"],
+                 summary_table(report))
+        return {"chosen_method": report["chosen_method"], "n_users_evaluated": report["n_users_evaluated"]}
+
+    @task(trigger_rule="none_failed_min_one_success", execution_timeout=dt.timedelta(minutes=30))
+    def fuse_recommendations(spec: dict) -> dict:
+        from fusion_tasks.publish import fuse_recommendations as fuse
+
+        return fuse(_root(spec), _config(spec))
+
+    @task(retries=0, execution_timeout=dt.timedelta(minutes=5))
+    def quality_gate(spec: dict, _metrics: dict, _fused: dict) -> dict:
+        from fusion_tasks.evaluation.report import quality_gate as gate
+
+        decision = gate(_root(spec), _config(spec))
+        if decision["kind"] == "floor":
+            raise AirflowFailException(f"quality gate: {decision['reason']}; nothing published")
+        if not decision["passed"]:
+            raise AirflowSkipException(f"quality gate: {decision['reason']}; the previous table stays current")
+        return decision
+
+    @task(execution_timeout=dt.timedelta(minutes=15))
+    def publish_recommendations(spec: dict, _gate: dict) -> dict:
+        from fusion_tasks.publish import publish
+
+        return publish(_root(spec), _config(spec))
+
+    spec = plan_run()
+    extracted = [extract_task(m)(spec) for m in MODALITIES]
+    features = build_training_data(spec)
+    extracted >> features
+    trained = [train_task(name)(spec, features) for name in MODELS]
+    pools = score_candidates(spec)
+    trained >> pools
+    fitted = [fit_task(method)(spec, pools) for method in METHODS]
+    metrics = evaluate(spec)
+    fused = fuse_recommendations(spec)
+    fitted >> metrics
+    fitted >> fused
+    publish_recommendations(spec, quality_gate(spec, metrics, fused))
+
+
+multimodal_fusion()
