@@ -65,3 +65,7 @@ backfill: venv airflow-db
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_HOME) var .pytest_cache
+
+bench-quality: venv airflow-db
+	$(BIN)/pip install --quiet -r bench/requirements.txt -c constraints.txt
+	$(BIN)/python -m bench.quality

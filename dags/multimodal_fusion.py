@@ -195,7 +195,7 @@ def multimodal_fusion():
 
         return fuse(_root(spec), _config(spec))
 
-    @task(retries=0, execution_timeout=dt.timedelta(minutes=5))
+    @task(execution_timeout=dt.timedelta(minutes=5))
     def quality_gate(spec: dict, _metrics: dict, _fused: dict) -> dict:
         from fusion_tasks.evaluation.report import quality_gate as gate
 

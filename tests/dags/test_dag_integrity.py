@@ -1,0 +1,112 @@
+"""The DAG file as Airflow tests its own examples: imports cleanly, cheaply, and has the expected shape."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+DAG_FILE = DAGS / "multimodal_fusion.py"
+HEAVY = ("pandas", "numpy", "pyarrow", "sklearn", "scipy", "tensorflow", "fusion_tasks")
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    return bag.dags["multimodal_fusion"]
+
+
+def _parse_in_subprocess(tmp_path: Path, extra_env: dict[str, str] | None = None) -> dict:
+    """Import the DAG module in a fresh interpreter; report parse time and which heavy modules came along."""
+    code = (
+        "import json, sys, time; sys.path.insert(0, %r); t = time.perf_counter();"
+        "import multimodal_fusion; took = time.perf_counter() - t;"
+        "print(json.dumps({'seconds': took, 'heavy': [m for m in %r if m in sys.modules]}))"
+    ) % (str(DAGS), HEAVY)
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), **(extra_env or {})}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_parsing_imports_no_heavy_module_and_is_fast(tmp_path):
+    result = _parse_in_subprocess(tmp_path)
+    assert result["heavy"] == []
+    assert result["seconds"] < 5.0
+
+
+def test_parsing_needs_no_database(tmp_path):
+    # a metadata DB that cannot exist: any DB access at parse time would raise
+    broken = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/missing/dir/airflow.db"}
+    assert _parse_in_subprocess(tmp_path, broken)["heavy"] == []
+
+
+def test_task_graph(dag):
+    extract = {f"extract_{m}" for m in ("behavior", "content", "social")}
+    train = {f"train_{m}" for m in ("popularity", "als", "content", "social", "deep")}
+    fit = {"fit_weighted_sum", "fit_stacking"}
+    expected = {"plan_run", "build_training_data", "score_candidates", "evaluate", "fuse_recommendations",
+                "quality_gate", "publish_recommendations"} | extract | train | fit
+    assert set(dag.task_ids) == expected
+
+    def downstream(task_id):
+        return dag.get_task(task_id).downstream_task_ids
+
+    for task_id in extract:
+        assert downstream(task_id) == {"build_training_data"}
+    assert downstream("build_training_data") == train
+    for task_id in train:
+        assert downstream(task_id) == {"score_candidates"}
+    assert downstream("score_candidates") == fit
+    for task_id in fit:
+        assert downstream(task_id) == {"evaluate", "fuse_recommendations"}
+    assert downstream("evaluate") == {"quality_gate"}
+    assert downstream("fuse_recommendations") == {"quality_gate"}
+    assert downstream("quality_gate") == {"publish_recommendations"}
+    assert downstream("plan_run") >= extract | train | fit | {"publish_recommendations"}
+
+
+def test_every_task_has_retries_and_a_timeout(dag):
+    for task in dag.tasks:
+        assert task.retries >= 1, task.task_id
+        assert task.execution_timeout is not None and task.execution_timeout <= dt.timedelta(hours=2), task.task_id
+
+
+def test_training_tasks_use_the_training_pool(dag):
+    for task in dag.tasks:
+        if task.task_id.startswith("train_"):
+            assert task.pool == "fusion_training"
+
+
+def test_schedule_params_and_docs(dag):
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert dag.timetable.expression in ("@daily", "0 0 * * *")
+    assert dag.max_active_runs == 2
+    assert dag.doc_md and "Backfill" in dag.doc_md
+    params = dag.params
+    for name in ("as_of_date", "top_k", "modalities", "methods"):
+        assert params.get_param(name).description, name
+    assert params["top_k"] == 10
+    assert params["as_of_date"] is None
+
+
+def test_task_lists_match_the_library_registries():
+    sys.path.insert(0, str(DAGS))
+    import multimodal_fusion
+
+    from fusion_tasks import models
+    from fusion_tasks.config import FUSION_METHODS, MODALITIES
+    from fusion_tasks.modalities import REGISTRY as MODALITY_REGISTRY
+
+    assert multimodal_fusion.MODELS == list(models.REGISTRY)
+    assert multimodal_fusion.MODALITIES == list(MODALITY_REGISTRY) == list(MODALITIES)
+    assert multimodal_fusion.METHODS == list(FUSION_METHODS)
