@@ -44,6 +44,7 @@ demo: venv airflow-db
 	$(BIN)/python -m fusion_tasks show --date $(DEMO_DATE)
 
 test: venv
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 test-fast: venv
@@ -62,6 +63,9 @@ backfill: venv airflow-db
 	$(BIN)/airflow backfill create --dag-id multimodal_fusion --from-date $(FROM) --to-date $(TO) \
 		--max-active-runs 2 $(if $(BACKWARDS),--run-backwards,)
 	@echo "runs created; a running scheduler executes them (make airflow)"
+
+ciao-import: venv
+	$(BIN)/python -m fusion_tasks.importers ciao
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_HOME) var .pytest_cache

@@ -176,7 +176,8 @@ def _coerce_vector(raw: pd.Series, column: Column) -> tuple[pd.Series, pd.Series
     out: list[np.ndarray | None] = []
     bad: list[bool] = []
     for value in raw.tolist():
-        if value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value.strip()):
+        missing = value is None or (isinstance(value, float) and np.isnan(value))
+        if missing or (isinstance(value, str) and not value.strip()):
             out.append(None)
             bad.append(not column.nullable)
             continue

@@ -96,7 +96,9 @@ def generate(root: DataRoot, spec: SyntheticSpec = SyntheticSpec()) -> dict[str,
             items = np.flatnonzero(finite)[rng.choice(finite.sum(), size=n_events, replace=False, p=p)]
             for i in items:
                 kind = rng.choice(EVENT_TYPES, p=[0.4, 0.3, 0.15, 0.15])
-                value = float(np.clip(np.round(3 + affinity[u, i] + rng.normal(0, 0.5)), 1, 5)) if kind == "rating" else 1.0
+                value = 1.0
+                if kind == "rating":
+                    value = float(np.clip(np.round(3 + affinity[u, i] + rng.normal(0, 0.5)), 1, 5))
                 rows.append((day, u, i, kind, value, int(rng.integers(0, 86400))))
                 seen[u, i] = True
                 recent[u, i] = 1.0

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from fusion_tasks import models
-from fusion_tasks.fusion.candidates import CONTEXT_FEATURES, load_pool
 from fusion_tasks.config import RunConfig
+from fusion_tasks.fusion.candidates import CONTEXT_FEATURES, load_pool
 from fusion_tasks.storage import DataRoot, read_json, write_json
 from fusion_tasks.training_data import load_relevance
 

@@ -28,10 +28,10 @@ def dag():
 def _parse_in_subprocess(tmp_path: Path, extra_env: dict[str, str] | None = None) -> dict:
     """Import the DAG module in a fresh interpreter; report parse time and which heavy modules came along."""
     code = (
-        "import json, sys, time; sys.path.insert(0, %r); t = time.perf_counter();"
+        f"import json, sys, time; sys.path.insert(0, {str(DAGS)!r}); t = time.perf_counter();"
         "import multimodal_fusion; took = time.perf_counter() - t;"
-        "print(json.dumps({'seconds': took, 'heavy': [m for m in %r if m in sys.modules]}))"
-    ) % (str(DAGS), HEAVY)
+        f"print(json.dumps({{'seconds': took, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))"
+    )
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), **(extra_env or {})}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
