@@ -25,13 +25,14 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 PUBLISHED_KINDS = ("recommendations", "metrics")
+T = TypeVar("T")
 
 
 def ds(day: dt.date) -> str:
@@ -166,10 +167,10 @@ class DataRoot:
         return self.published("metrics", day) / "metrics.json"
 
     def read_recommendations(self, day: dt.date) -> pd.DataFrame:
-        return read_parquet(self.recommendations_path(day))
+        return read_published(self, "recommendations", day, lambda f: read_parquet(f / "recommendations.parquet"))
 
     def read_published_metrics(self, day: dt.date) -> dict[str, Any]:
-        return read_json(self.metrics_path(day))
+        return read_published(self, "metrics", day, lambda f: read_json(f / "metrics.json"))
 
     def latest_published_before(self, day: dt.date) -> dt.date | None:
         earlier = [d for d in self.published_dates("metrics") if d < day]
@@ -219,7 +220,8 @@ def publish_version(root: DataRoot, day: dt.date, writers: dict[str, Any], *,
     sha256), swap the ``ds=D`` symlink to it with one ``rename``, then delete every other version
     of that date. Everything runs under the date's lock, so two publishers of one date take turns
     and the last one wins with one complete version. A publisher killed at any step leaves the
-    previous version current; its staging folder is removed by the next publish.
+    previous version current; its staging folder is removed by the next publish. Readers use
+    ``read_published`` for a consistent snapshot of a version.
 
     Returns the version folder of each kind.
     """
@@ -244,22 +246,46 @@ def publish_version(root: DataRoot, day: dt.date, writers: dict[str, Any], *,
             for other in versions.iterdir():
                 if other != staging:
                     shutil.rmtree(other, ignore_errors=True)
+            # temporary links of a swap that was killed before its rename
+            for stale in root.published(kind, day).parent.glob(f".{root.published(kind, day).name}.*.lnk"):
+                stale.unlink(missing_ok=True)
             published[kind] = str(staging)
     return published
 
 
+def read_published(root: DataRoot, kind: str, day: dt.date, read: Callable[[Path], T], attempts: int = 5) -> T:
+    """A snapshot read of the current version: resolve the ``ds=D`` link once and read every file
+    from that folder. A publisher removes the previous version right after its swap, so a reader
+    caught in between gets ``FileNotFoundError`` from its next open; it then starts again on the
+    new version. Either way it never combines files of two versions.
+    """
+    for attempt in range(attempts):
+        folder = root.published(kind, day).resolve(strict=True)
+        try:
+            return read(folder)
+        except FileNotFoundError:
+            if attempt == attempts - 1 or folder.exists():
+                raise
+    raise AssertionError("unreachable")
+
+
 def verify_version(folder: Path) -> bool:
-    """True when a published folder has a manifest and every file matches its size and hash."""
-    manifest_path = Path(folder) / MANIFEST
-    if not manifest_path.is_file():
+    """True when a published folder has a manifest and every file matches its size and hash.
+
+    A link is resolved once. Raises ``FileNotFoundError`` when the folder disappears while being
+    checked (it was replaced by a newer version): use ``read_published`` to check the current one.
+    """
+    folder = Path(folder).resolve()
+    try:
+        manifest = read_json(folder / MANIFEST)
+        for name, entry in manifest["files"].items():
+            path = folder / name
+            if path.stat().st_size != entry["bytes"] or file_sha256(path) != entry["sha256"]:
+                return False
+    except FileNotFoundError:
+        if not folder.exists():
+            raise
         return False
-    manifest = read_json(manifest_path)
-    for name, entry in manifest["files"].items():
-        path = Path(folder) / name
-        if not path.is_file() or path.stat().st_size != entry["bytes"]:
-            return False
-        if file_sha256(path) != entry["sha256"]:
-            return False
     return True
 
 

@@ -1,0 +1,264 @@
+"""The contract every registered recommender follows, and a known answer per model on tiny hand-made data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from fusion_tasks import models
+from fusion_tasks.config import RunConfig
+from fusion_tasks.modalities.base import Vocabulary
+from fusion_tasks.models.als import ALSRecommender
+from fusion_tasks.models.base import BaseRecommender
+from fusion_tasks.models.content import ContentRecommender
+from fusion_tasks.models.deep import DeepFusionRecommender
+from fusion_tasks.models.popularity import PopularityRecommender
+from fusion_tasks.models.social import SocialRecommender
+from fusion_tasks.pipeline import extract
+from fusion_tasks.storage import DataRoot
+from fusion_tasks.synthetic import SyntheticSpec, generate
+from fusion_tasks.training_data import TrainingData, build_training_data
+
+NAMES = sorted(models.REGISTRY)
+
+
+def model_params(name: str) -> list:
+    return [pytest.param(name, marks=pytest.mark.slow) if name == "deep" else name for name in NAMES]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> TrainingData:
+    root = DataRoot(tmp_path_factory.mktemp("contract"))
+    spec = SyntheticSpec(n_days=70, n_users=80, n_items=120)
+    generate(root, spec)
+    config = RunConfig(as_of_date=spec.end, data_root=root.root, holdout_days=7, validation_days=7, n_folds=2,
+                       candidates_per_model=20)
+    for modality in config.modalities:
+        extract(root, config, modality)
+    build_training_data(root, config)
+    return TrainingData.load(root, config, "test")
+
+
+@pytest.fixture(scope="module")
+def fitted(data: TrainingData) -> dict[str, BaseRecommender]:
+    return {}
+
+
+def fit_once(name: str, data: TrainingData, cache: dict[str, BaseRecommender]) -> BaseRecommender:
+    if name not in cache:
+        model = models.get(name)()
+        assert model.fit(data) is model, "fit must return self"
+        cache[name] = model
+    return cache[name]
+
+
+def users_of(data: TrainingData) -> np.ndarray:
+    """Three users: the most active, a user without history at the origin (if any) and the last one."""
+    activity = np.asarray((data.interactions > 0).sum(axis=1)).ravel()
+    cold = np.flatnonzero(activity == 0)
+    return np.array([int(activity.argmax()), int(cold[0]) if len(cold) else 1, data.n_users - 1])
+
+
+# contract ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", model_params(NAMES))
+def test_init_stores_params_only(name: str) -> None:
+    cls = models.get(name)
+    model = cls()
+    params = model.get_params()
+    assert set(vars(model)) == set(params), "__init__ must store exactly its parameters"
+    assert not any(key.endswith("_") for key in vars(model))
+    assert cls(**params).get_params() == params
+    changed = {key: (value + 1 if isinstance(value, (int, float)) and not isinstance(value, bool) else value)
+               for key, value in params.items()}
+    assert cls(**changed).get_params() == changed
+    json.dumps(params)  # parameters are plain JSON values
+    assert cls.name == name
+    assert set(cls.modalities) <= {"behavior", "content", "social"}
+    assert cls.group in {"behavior", "content", "social", "cross"}
+
+
+@pytest.mark.parametrize("name", model_params(NAMES))
+def test_score_shape_dtype_finite(name: str, data: TrainingData, fitted: dict) -> None:
+    model = fit_once(name, data, fitted)
+    users = users_of(data)
+    scores = model.score(users)
+    assert scores.shape == (len(users), data.n_items)
+    assert scores.dtype == np.float32
+    assert np.isfinite(scores).all()
+    everyone = model.score(np.arange(data.n_users))
+    assert everyone.shape == (data.n_users, data.n_items)
+    assert np.isfinite(everyone).all()
+    assert (np.ptp(everyone, axis=1) > 0).any(), "scores must rank items for some user"
+
+
+@pytest.mark.parametrize("name", model_params(NAMES))
+def test_batch_equals_single(name: str, data: TrainingData, fitted: dict) -> None:
+    model = fit_once(name, data, fitted)
+    users = users_of(data)
+    batch = model.score(users)
+    for row, user in enumerate(users):
+        np.testing.assert_allclose(batch[row], model.score(np.array([user]))[0], rtol=1e-6, atol=1e-6)
+    # order of the batch does not matter either
+    np.testing.assert_allclose(model.score(users[::-1]), batch[::-1], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", model_params(NAMES))
+def test_same_random_state_gives_the_same_scores(name: str, data: TrainingData, fitted: dict) -> None:
+    model = fit_once(name, data, fitted)
+    again = models.get(name)(**model.get_params()).fit(data)
+    users = np.arange(data.n_users)
+    if name == "deep":
+        np.testing.assert_allclose(again.score(users), model.score(users), rtol=1e-5, atol=1e-5)
+    else:
+        np.testing.assert_array_equal(again.score(users), model.score(users))
+    if "random_state" in model.get_params() and name != "deep":
+        other = models.get(name)(**{**model.get_params(), "random_state": 12345}).fit(data)
+        assert not np.allclose(other.score(users), model.score(users)), "random_state must be used"
+
+
+@pytest.mark.parametrize("name", model_params(NAMES))
+def test_save_load_round_trip_without_pickle(name: str, data: TrainingData, fitted: dict, tmp_path: Path) -> None:
+    model = fit_once(name, data, fitted)
+    folder = model.save(tmp_path / name)
+    assert folder == tmp_path / name
+    files = {p.name for p in folder.rglob("*")}
+    assert {"params.json", "state.npz"} <= files
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".joblib"))]
+    with np.load(folder / "state.npz", allow_pickle=False) as state:  # raises on object arrays
+        assert all(state[key].dtype != object for key in state.files)
+    meta = json.loads((folder / "params.json").read_text())
+    assert meta["model"] == name
+    assert meta["params"] == model.get_params()
+
+    loaded = models.get(name).load(folder)
+    assert type(loaded) is type(model)
+    assert loaded.get_params() == model.get_params()
+    users = np.arange(data.n_users)
+    np.testing.assert_array_equal(loaded.score(users), model.score(users))
+    assert loaded.score(users).dtype == np.float32
+
+    wrong = next(n for n in NAMES if n != name)
+    with pytest.raises(ValueError, match=f"holds a '{name}' model"):
+        models.get(wrong).load(folder)
+
+
+# known answers on tiny hand-made data ------------------------------------------------------------
+ORIGIN = dt.date(2024, 3, 1)
+ORIGIN_DAY = (ORIGIN - dt.date(1970, 1, 1)).days
+
+
+def tiny(events: list[tuple[int, int, float, int]], n_users: int, n_items: int, *,
+         categories: list[int] | None = None, ties: list[tuple[int, int]] = ()) -> TrainingData:
+    """events: (user, item, weight, days before the origin); categories: one per item (1-based; 0 = none)."""
+    frame = pd.DataFrame([(u, i, w, ORIGIN_DAY - ago) for u, i, w, ago in events],
+                         columns=["user_idx", "item_idx", "weight", "day"])
+    vocab = Vocabulary(users=np.array([f"u{j}" for j in range(n_users)]),
+                       items=np.array([f"i{j}" for j in range(n_items)]))
+    interactions = sparse.csr_matrix((frame["weight"], (frame["user_idx"], frame["item_idx"])),
+                                     shape=(n_users, n_items), dtype="float32")
+    features: dict = {"behavior": {"events": frame}}
+    if categories is not None:
+        cat = np.array(categories, dtype="int32")
+        has = cat > 0
+        matrix = sparse.csr_matrix((np.ones(has.sum()), (np.flatnonzero(has), cat[has] - 1)),
+                                   shape=(n_items, int(cat.max())), dtype="float32")
+        features["content"] = {"matrix": matrix, "category_idx": cat, "n_categories": int(cat.max()),
+                               "has_content": has}
+    if ties:
+        src, dst = zip(*ties, strict=True)
+        adjacency = sparse.csr_matrix((np.ones(len(ties)), (src, dst)), shape=(n_users, n_users), dtype="float32")
+        features["social"] = {"adjacency": adjacency, "has_social": np.diff(adjacency.indptr) > 0}
+    return TrainingData(origin_name="test", origin=ORIGIN, vocab=vocab, events=frame, interactions=interactions,
+                        item_known=np.ones(n_items, dtype=bool), features=features)
+
+
+def test_popularity_counts_one_vote_per_user_and_decays_with_age() -> None:
+    data = tiny([
+        (0, 2, 1.0, 0), (1, 2, 1.0, 0), (2, 2, 2.0, 0),  # item 2: three fresh users
+        (0, 0, 1.0, 0), (1, 0, 1.0, 0),  # item 0: two fresh users
+        (3, 4, 100.0, 0), (3, 4, 4.0, 0),  # item 4: one very active user -> still one vote
+        (0, 1, 1.0, 30), (1, 1, 1.0, 30),  # item 1: two users a half-life ago -> 0.5 + 0.5
+        (2, 3, 1.0, 60),  # item 3: one user two half-lives ago -> 0.25
+    ], n_users=4, n_items=6)
+    model = PopularityRecommender(half_life_days=30).fit(data)
+    np.testing.assert_allclose(model.popularity_, np.array([2, 1, 3, 0.25, 1, 0]) / 3, rtol=1e-6)
+    scores = model.score(np.array([0, 3]))
+    assert int(scores[0].argmax()) == 2
+    assert list(np.argsort(-scores[0], kind="stable")[:2]) == [2, 0]
+    np.testing.assert_array_equal(scores[0], scores[1])  # the same list for everyone
+
+
+def test_social_recommends_what_a_followed_user_did() -> None:
+    # u0 follows u1; u1 follows u2; u3 has no ties. u1 did item 3, u2 did item 4, u0 did item 0.
+    data = tiny([(0, 0, 1.0, 0), (1, 3, 2.0, 0), (2, 4, 1.0, 0), (3, 1, 1.0, 0)], n_users=4, n_items=5,
+                ties=[(0, 1), (1, 2)])
+    model = SocialRecommender(half_life_days=30, two_hop=0.3).fit(data)
+    scores = model.score(np.arange(4))
+    np.testing.assert_allclose(scores[0], [0, 0, 0, 1.0, 0.3], rtol=1e-6)  # one hop 1.0, two hops 0.3
+    np.testing.assert_allclose(scores[1], [0, 0, 0, 0, 1.0], rtol=1e-6)
+    np.testing.assert_array_equal(scores[2], np.zeros(5))  # follows nobody
+    np.testing.assert_array_equal(scores[3], np.zeros(5))
+
+
+def test_social_two_hop_does_not_recommend_the_user_own_items_through_a_cycle() -> None:
+    # u0 <-> u1 (a cycle): the two-hop path u0 -> u1 -> u0 must not feed u0's own history back
+    data = tiny([(0, 0, 1.0, 0), (1, 1, 1.0, 0)], n_users=2, n_items=2, ties=[(0, 1), (1, 0)])
+    scores = SocialRecommender(two_hop=0.3).fit(data).score(np.array([0]))
+    np.testing.assert_allclose(scores[0], [0.0, 1.0], rtol=1e-6)
+
+
+def test_content_ranks_an_item_of_the_user_category_first() -> None:
+    # items 0-2 category 1, items 3-5 category 2, item 6 no content; u0 likes category 1, u1 category 2
+    data = tiny([(0, 0, 1.0, 0), (0, 1, 1.0, 0), (1, 3, 1.0, 0), (1, 5, 1.0, 0)], n_users=3, n_items=7,
+                categories=[1, 1, 1, 2, 2, 2, 0])
+    scores = ContentRecommender().fit(data).score(np.arange(3))
+    np.testing.assert_allclose(scores[0], [1, 1, 1, 0, 0, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(scores[1], [0, 0, 0, 1, 1, 1, 0], atol=1e-6)
+    np.testing.assert_array_equal(scores[2], np.zeros(7))  # no history
+
+
+def test_content_profile_mixes_categories_by_decayed_weight() -> None:
+    # u0: category 1 fresh (weight 1), category 2 one half-life ago (weight 1 -> 0.5)
+    data = tiny([(0, 0, 1.0, 0), (0, 2, 1.0, 60)], n_users=1, n_items=4, categories=[1, 1, 2, 2])
+    scores = ContentRecommender(half_life_days=60).fit(data).score(np.array([0]))[0]
+    norm = np.sqrt(1 + 0.25)
+    np.testing.assert_allclose(scores, [1 / norm, 1 / norm, 0.5 / norm, 0.5 / norm], rtol=1e-5)
+
+
+def block_data(n_per_block: int = 6) -> tuple[TrainingData, list[tuple[int, int]]]:
+    """Two taste blocks: users of block b interact with every item of block b but one (held out)."""
+    events, held = [], []
+    n = 2 * n_per_block
+    for u in range(n):
+        block = u // n_per_block
+        items = list(range(block * n_per_block, (block + 1) * n_per_block))
+        skip = items[u % n_per_block]
+        held.append((u, skip))
+        events += [(u, i, 1.0, 0) for i in items if i != skip]
+    return tiny(events, n_users=n, n_items=n), held
+
+
+def test_als_ranks_the_missing_item_of_the_user_block_first() -> None:
+    data, held = block_data()
+    model = ALSRecommender(factors=4, iterations=15, random_state=3).fit(data)
+    scores = model.score(np.arange(data.n_users))
+    seen = data.interactions.toarray() > 0
+    for user, item in held:
+        unseen = np.where(seen[user], -np.inf, scores[user])
+        assert int(unseen.argmax()) == item, (user, item, scores[user])
+
+
+@pytest.mark.slow
+def test_deep_ranks_the_missing_item_of_the_user_block_first() -> None:
+    data, held = block_data()
+    model = DeepFusionRecommender(dim=8, epochs=200, batch_size=64, learning_rate=0.02, random_state=1).fit(data)
+    scores = model.score(np.arange(data.n_users))
+    seen = data.interactions.toarray() > 0
+    hits = sum(int(np.where(seen[u], -np.inf, scores[u]).argmax()) == i for u, i in held)
+    assert hits >= 0.8 * len(held), hits
