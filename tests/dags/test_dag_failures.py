@@ -1,0 +1,107 @@
+"""What a user sees when a run must not publish: bad data stops extraction without retrying, and
+a candidate below the quality floor is not published while the previous date stays published."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fusion_tasks.storage import DataRoot
+from fusion_tasks.synthetic import SyntheticSpec, generate
+
+pytestmark = pytest.mark.slow
+
+PROJECT = Path(__file__).resolve().parents[2]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+SPEC = SyntheticSpec(n_days=60, n_users=80, n_items=120)
+CHEAP = {"holdout_days": 7, "validation_days": 7, "n_folds": 2, "candidates_per_model": 20}
+GOOD_DAY, FLOOR_DAY, BAD_DAY = dt.date(2024, 2, 22), dt.date(2024, 2, 26), dt.date(2024, 2, 29)
+
+
+class Airflow:
+    def __init__(self, home: Path, root: DataRoot) -> None:
+        self.home = home
+        self.env = {**os.environ, "AIRFLOW_HOME": str(home), "FUSION_DATA_ROOT": str(root.root),
+                    "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        out = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=900)
+        if check:
+            assert out.returncode == 0, f"airflow {' '.join(args)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        return out
+
+    def run(self, day: dt.date, conf: dict) -> dict[str, dict]:
+        """``airflow dags test`` for a day; returns {task_id: task instance} of that run."""
+        self("dags", "test", "multimodal_fusion", day.isoformat(), "-c", json.dumps(conf), check=False)
+        runs = _json(self("dags", "list-runs", "multimodal_fusion", "-o", "json").stdout)
+        [run] = [r for r in runs if r["logical_date"].startswith(day.isoformat())]
+        states = _json(self("tasks", "states-for-dag-run", "multimodal_fusion", run["run_id"], "-o", "json").stdout)
+        return {"run": run, **{t["task_id"]: t for t in states}}
+
+
+    def tries(self, run_id: str, task_id: str) -> int:
+        """How many times a task instance ran (the metadata DB is SQLite here)."""
+        with sqlite3.connect(self.home / "airflow.db") as db:
+            [(tries,)] = db.execute("SELECT try_number FROM task_instance WHERE run_id = ? AND task_id = ?",
+                                    (run_id, task_id)).fetchall()
+            history = db.execute("SELECT COUNT(*) FROM task_instance_history WHERE run_id = ? AND task_id = ?",
+                                 (run_id, task_id)).fetchone()[0]
+        return max(tries, history + 1)
+
+
+def _json(text: str):
+    start = min(i for i in (text.find("[{"), text.find("[]")) if i >= 0)
+    return json.loads(text[start:].splitlines()[0])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = DataRoot(tmp_path_factory.mktemp("data"))
+    generate(root, SPEC)
+    airflow = Airflow(tmp_path_factory.mktemp("airflow"), root)
+    airflow("db", "migrate")
+    airflow("pools", "set", "fusion_training", "2", "model training")
+    good = airflow.run(GOOD_DAY, CHEAP)
+    return root, airflow, good
+
+
+def test_a_good_date_publishes(world):
+    root, _, good = world
+    assert good["run"]["state"] == "success"
+    assert root.published_dates("recommendations") == [GOOD_DAY]
+
+
+def test_below_the_floor_the_gate_fails_and_nothing_is_published(world):
+    root, airflow, _ = world
+    tasks = airflow.run(FLOOR_DAY, {**CHEAP, "ndcg_floor": 0.99})
+    assert tasks["run"]["state"] == "failed"
+    assert tasks["quality_gate"]["state"] == "failed"
+    assert tasks["publish_recommendations"]["state"] == "upstream_failed"
+    assert root.published_dates("recommendations") == [GOOD_DAY]
+    gate = json.loads((root.fused(FLOOR_DAY) / "gate.json").read_text())
+    assert gate["kind"] == "floor" and "below the floor" in gate["reason"]
+
+
+def test_too_many_bad_rows_fail_extraction_without_retrying(world):
+    root, airflow, _ = world
+    landing = root.landing_day("behavior", BAD_DAY) / "events.csv"
+    lines = landing.read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    broken = [",".join(["", *r.split(",")[1:]]) for r in rows[: max(len(rows) // 2, 1)]] + rows[len(rows) // 2:]
+    # 2000 rows with a null user_id in one day: far above 5% of the history
+    broken += [",i0001,view,1,2024-02-29T10:00:00Z"] * 2000
+    landing.write_text("\n".join([header, *broken]) + "\n")
+    tasks = airflow.run(BAD_DAY, CHEAP)
+    assert tasks["run"]["state"] == "failed"
+    assert tasks["extract_behavior"]["state"] == "failed"
+    assert airflow.tries(tasks["run"]["run_id"], "extract_behavior") == 1  # AirflowFailException: no retry
+    assert tasks["train_als"]["state"] == "upstream_failed"
+    assert root.quarantine("behavior", BAD_DAY).is_file()
+    assert root.published_dates("recommendations") == [GOOD_DAY]
