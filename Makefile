@@ -57,13 +57,10 @@ lint: venv
 airflow: venv airflow-db
 	AIRFLOW__CORE__PARALLELISM=4 $(BIN)/airflow standalone
 
-backfill: venv airflow-db
-	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [BACKWARDS=1]"; exit 2; }
-	$(BIN)/airflow dags reserialize > /dev/null
-	$(BIN)/airflow dags unpause multimodal_fusion
-	$(BIN)/airflow backfill create --dag-id multimodal_fusion --from-date $(FROM) --to-date $(TO) \
-		--max-active-runs 2 $(if $(BACKWARDS),--run-backwards,)
-	@echo "runs created; a running scheduler executes them (make airflow)"
+backfill: venv
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [BACKWARDS=1] [CONF='{...}']"; exit 2; }
+	$(BIN)/python scripts/backfill.py --from $(FROM) --to $(TO) $(if $(BACKWARDS),--backwards,) --conf '$(or $(CONF),{})'
+	@echo "backfill created; the scheduler of 'make airflow' runs it (see the Browse > Backfills page)"
 
 ciao-import: venv
 	$(BIN)/python -m fusion_tasks.importers ciao
