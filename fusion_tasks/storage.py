@@ -243,9 +243,12 @@ def publish_version(root: DataRoot, day: dt.date, writers: dict[str, Any], *,
                                             **(manifest_extra or {})})
             _fsync_dir(staging)
             _swap_symlink(root.published(kind, day), staging)
-            for other in versions.iterdir():
+            for other in list(versions.iterdir()):  # listed first: the loop renames inside the folder
                 if other != staging:
-                    shutil.rmtree(other, ignore_errors=True)
+                    # rename first: a reader of the old folder then finds it gone at once, never half-deleted
+                    trash = versions / f".trash-{uuid.uuid4().hex}"
+                    os.rename(other, trash)
+                    shutil.rmtree(trash, ignore_errors=True)
             # temporary links of a swap that was killed before its rename
             for stale in root.published(kind, day).parent.glob(f".{root.published(kind, day).name}.*.lnk"):
                 stale.unlink(missing_ok=True)
@@ -259,12 +262,16 @@ def read_published(root: DataRoot, kind: str, day: dt.date, read: Callable[[Path
     caught in between gets ``FileNotFoundError`` from its next open; it then starts again on the
     new version. Either way it never combines files of two versions.
     """
+    link = root.published(kind, day)
     for attempt in range(attempts):
-        folder = root.published(kind, day).resolve(strict=True)
+        folder = None
         try:
+            # strict: the target may vanish between reading the link and checking it
+            folder = link.resolve(strict=True)
             return read(folder)
         except FileNotFoundError:
-            if attempt == attempts - 1 or folder.exists():
+            replaced = folder is None or not folder.exists()
+            if attempt == attempts - 1 or not replaced or not link.is_symlink():
                 raise
     raise AssertionError("unreachable")
 
