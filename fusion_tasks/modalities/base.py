@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+import fcntl
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,18 +82,7 @@ class Modality:
                 f"{root.landing_day(self.name, day)}: the {self.name} landing partition for {day} is missing "
                 "(an empty file is a valid empty day; a missing one means the upstream delivery did not arrive)"
             )
-        valid_parts, rejected_parts, per_file = [], [], []
-        for landed, path in files:
-            raw = read_landing_file(path, self.schema)
-            valid, rejected = validate_rows(raw, self.schema)
-            valid["landed"] = pd.Timestamp(landed)
-            rejected["source_file"] = str(path.relative_to(root.root))
-            valid_parts.append(valid)
-            rejected_parts.append(rejected)
-            per_file.append({"file": str(path.relative_to(root.root)), "rows": len(raw),
-                             "rejected": len(rejected)})
-        valid = pd.concat(valid_parts, ignore_index=True)
-        rejected = pd.concat(rejected_parts, ignore_index=True)
+        valid, rejected, per_file = _read_landing(root, self.name, self.schema, files)
         total = len(valid) + len(rejected)
 
         cutoff = end_of_day(day)
@@ -157,3 +152,118 @@ class Modality:
 def end_of_day(day: dt.date) -> pd.Timestamp:
     """The first instant after ``day`` (UTC): rows strictly before it are true as of ``day``."""
     return pd.Timestamp(day + dt.timedelta(days=1), tz="UTC")
+
+
+# The per-file landing cache ------------------------------------------------------------------------
+# Reading and validating every landing file again for every date dominates extraction when there are
+# thousands of small daily files. Each file is therefore validated once, exactly as before (one
+# ``read_landing_file`` + ``validate_rows`` per file), and its valid and rejected rows are kept under
+# ``staged/_cache/<modality>/``, keyed by the file's path, size, mtime and the schema (name, version,
+# columns). A run for date D reassembles the rows of its files in (date, name, row) order, so the
+# staged history is identical to reading the files one by one, whatever dates ran before.
+CACHE_VERSION = 1
+_FILE, _ROW = "_cache_file", "_cache_row"
+
+
+def _read_landing(root: DataRoot, name: str, schema: Schema,
+                  files: list[tuple[dt.date, Path]]) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
+    """The valid rows (with ``landed``), the rejected rows (with ``source_file``) and per-file counts
+    of ``files``, in file order; the same frames as validating each file in turn."""
+    folder = root.root / "staged" / "_cache" / name
+    signature = {"cache_version": CACHE_VERSION, "schema": [schema.name, schema.version, schema.names]}
+    wanted = []
+    for landed, path in files:
+        stat = path.stat()
+        wanted.append((landed, path, str(path.relative_to(root.root)), [stat.st_size, stat.st_mtime_ns]))
+    with _locked(folder):
+        index, valid_all, rejected_all = _load_cache(folder, signature)
+        stale = [(landed, path, rel, key) for landed, path, rel, key in wanted
+                 if index.get(rel, {}).get("key") != key]
+        if stale:
+            new_valid, new_rejected = [], []
+            for _, path, rel, key in stale:
+                raw = read_landing_file(path, schema)
+                valid, rejected = validate_rows(raw, schema)
+                rejected["source_file"] = rel
+                new_valid.append(valid.assign(**{_FILE: rel, _ROW: np.arange(len(valid), dtype="int64")}))
+                new_rejected.append(rejected.assign(**{_FILE: rel, _ROW: np.arange(len(rejected), dtype="int64")}))
+                index[rel] = {"key": key, "rows": len(raw), "rejected": len(rejected)}
+            on_disk = {str(p.relative_to(root.root)) for _, p in root.landing_files(name)}
+            replaced = {rel for _, _, rel, _ in stale}
+            index = {rel: entry for rel, entry in index.items() if rel in on_disk}
+            keep = set(index) - replaced
+            valid_all = pd.concat([valid_all.loc[valid_all[_FILE].isin(keep)], *new_valid], ignore_index=True)
+            rejected_all = pd.concat([rejected_all.loc[rejected_all[_FILE].isin(keep)], *new_rejected],
+                                     ignore_index=True)
+            _save_cache(folder, signature, index, valid_all, rejected_all)
+    order = {rel: i for i, (_, _, rel, _) in enumerate(wanted)}
+    landed_of = {rel: landed for landed, _, rel, _ in wanted}
+    reference_valid, reference_rejected = validate_rows(
+        pd.DataFrame({c: pd.Series([], dtype=object) for c in schema.names}), schema)
+    reference_valid["landed"] = pd.Timestamp(files[0][0])
+    reference_rejected["source_file"] = ""
+
+    def select(frame: pd.DataFrame, reference: pd.DataFrame, with_landed: bool) -> pd.DataFrame:
+        position = frame[_FILE].map(order)
+        chosen = frame.loc[position.notna()]
+        chosen = chosen.iloc[np.lexsort((chosen[_ROW].to_numpy(), position[position.notna()].to_numpy()))]
+        out = chosen.drop(columns=[_FILE, _ROW]).reset_index(drop=True)
+        if with_landed:
+            out["landed"] = pd.to_datetime(chosen[_FILE].map(landed_of).to_numpy())
+        return _restore_dtypes(out.reindex(columns=reference.columns), reference, schema)
+
+    per_file = [{"file": rel, "rows": index[rel]["rows"], "rejected": index[rel]["rejected"]}
+                for _, _, rel, _ in wanted]
+    return select(valid_all, reference_valid, True), select(rejected_all, reference_rejected, False), per_file
+
+
+def _restore_dtypes(frame: pd.DataFrame, reference: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    vectors = {c.name for c in schema.columns if c.kind == "vector"}
+    for column in frame.columns:
+        if column in vectors and reference[column].dtype == object:
+            frame[column] = pd.Series([None if v is None or (isinstance(v, float) and np.isnan(v)) else
+                                       (v.tolist() if isinstance(v, np.ndarray) else v)
+                                       for v in frame[column].tolist()], index=frame.index, dtype="object")
+        elif frame[column].dtype != reference[column].dtype:
+            frame[column] = frame[column].astype(reference[column].dtype)
+    return frame
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load_cache(folder: Path, signature: dict[str, Any]) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """The cached index and frames, or empty ones when absent, unreadable or of another schema."""
+    empty = pd.DataFrame({_FILE: pd.Series([], dtype=object), _ROW: pd.Series([], dtype="int64")})
+    try:
+        meta = json.loads((folder / "index.json").read_text())
+        if meta.get("signature") != json.loads(json.dumps(signature)):
+            return {}, empty, empty
+        valid = pd.read_parquet(folder / meta["valid"])
+        rejected = pd.read_parquet(folder / meta["rejected"])
+    except (OSError, ValueError, KeyError):
+        return {}, empty, empty
+    return meta["files"], valid, rejected
+
+
+def _save_cache(folder: Path, signature: dict[str, Any], index: dict[str, Any],
+                valid: pd.DataFrame, rejected: pd.DataFrame) -> None:
+    """Write new data files, then switch ``index.json`` to them atomically, then drop the old ones."""
+    tag = uuid.uuid4().hex[:12]
+    names = {"valid": f"valid-{tag}.parquet", "rejected": f"rejected-{tag}.parquet"}
+    write_parquet(valid, folder / names["valid"])
+    write_parquet(rejected.astype({c: "string" for c in rejected.columns if c not in (_FILE, _ROW)}),
+                  folder / names["rejected"])
+    write_json(folder / "index.json", {"signature": signature, "files": index, **names})
+    for old in folder.glob("*.parquet"):
+        if old.name not in names.values():
+            with contextlib.suppress(OSError):
+                os.remove(old)

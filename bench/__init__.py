@@ -1,0 +1,1 @@
+"""Benchmarks of fusionrec (benchmark-only code; not imported by the pipeline)."""
