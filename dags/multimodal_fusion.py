@@ -36,7 +36,8 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 log = logging.getLogger(__name__)
 
 MODALITIES = ["behavior", "content", "social"]  # the extract tasks; each must be in fusion_tasks.modalities
-MODELS = ["popularity", "als", "item_knn", "content", "social", "deep"]  # the train tasks; each in fusion_tasks.models
+# the train tasks; each in fusion_tasks.models
+MODELS = ["popularity", "als", "item_knn", "ease", "content", "social", "deep"]
 METHODS = ["weighted_sum", "stacking"]
 TRAINING_POOL = "fusion_training"
 

@@ -13,6 +13,7 @@ from fusion_tasks.models.als import ALSRecommender
 from fusion_tasks.models.base import BaseRecommender
 from fusion_tasks.models.content import ContentRecommender
 from fusion_tasks.models.deep import DeepFusionRecommender
+from fusion_tasks.models.ease import EASERecommender
 from fusion_tasks.models.item_knn import ItemKNNRecommender
 from fusion_tasks.models.popularity import PopularityRecommender
 from fusion_tasks.models.social import SocialRecommender
@@ -21,8 +22,8 @@ from fusion_tasks.training_data import TrainingData
 
 REGISTRY: dict[str, type[BaseRecommender]] = {
     cls.name: cls
-    for cls in (PopularityRecommender, ALSRecommender, ItemKNNRecommender, ContentRecommender, SocialRecommender,
-                DeepFusionRecommender)
+    for cls in (PopularityRecommender, ALSRecommender, ItemKNNRecommender, EASERecommender, ContentRecommender,
+                SocialRecommender, DeepFusionRecommender)
 }
 
 

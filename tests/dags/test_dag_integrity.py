@@ -52,7 +52,7 @@ def test_parsing_needs_no_database(tmp_path):
 
 def test_task_graph(dag):
     extract = {f"extract_{m}" for m in ("behavior", "content", "social")}
-    train = {f"train_{m}" for m in ("popularity", "als", "item_knn", "content", "social", "deep")}
+    train = {f"train_{m}" for m in ("popularity", "als", "item_knn", "ease", "content", "social", "deep")}
     fit = {"fit_weighted_sum", "fit_stacking"}
     expected = {"plan_run", "build_training_data", "score_candidates", "evaluate", "fuse_recommendations",
                 "quality_gate", "publish_recommendations"} | extract | train | fit

@@ -86,9 +86,9 @@ def test_every_modality_beats_popularity_and_fusion_beats_every_single_model(dag
     root, _ = dag_run
     metrics = root.read_published_metrics(DAY)["metrics"]
     ndcg = {name: values["ndcg"] for name, values in metrics.items()}
-    for model in ("als", "item_knn", "content", "social", "deep"):
+    for model in ("als", "item_knn", "ease", "content", "social", "deep"):
         assert ndcg[model] > ndcg["popularity"], (model, ndcg)
-    best_single = max(ndcg[m] for m in ("popularity", "als", "item_knn", "content", "social", "deep"))
+    best_single = max(ndcg[m] for m in ("popularity", "als", "item_knn", "ease", "content", "social", "deep"))
     assert max(ndcg["weighted_sum"], ndcg["stacking"]) > best_single, ndcg
     for values in metrics.values():
         assert values["n_users"] > 200
@@ -99,7 +99,7 @@ def test_metrics_record_the_chosen_weights_and_the_gate(dag_run):
     root, _ = dag_run
     report = root.read_published_metrics(DAY)
     weights = report["fusion"]["weighted_sum"]["weights"]
-    assert set(weights) == {"popularity", "als", "item_knn", "content", "social", "deep"}
+    assert set(weights) == {"popularity", "als", "item_knn", "ease", "content", "social", "deep"}
     assert abs(sum(weights.values()) - 1) < 1e-4
     assert report["gate"]["passed"] is True
     assert report["chosen_method"] in ("weighted_sum", "stacking")

@@ -18,6 +18,7 @@ from fusion_tasks.models.als import ALSRecommender
 from fusion_tasks.models.base import BaseRecommender
 from fusion_tasks.models.content import ContentRecommender
 from fusion_tasks.models.deep import DeepFusionRecommender
+from fusion_tasks.models.ease import EASERecommender
 from fusion_tasks.models.popularity import PopularityRecommender
 from fusion_tasks.models.social import SocialRecommender
 from fusion_tasks.pipeline import extract
@@ -252,6 +253,31 @@ def test_als_ranks_the_missing_item_of_the_user_block_first() -> None:
     for user, item in held:
         unseen = np.where(seen[user], -np.inf, scores[user])
         assert int(unseen.argmax()) == item, (user, item, scores[user])
+
+
+def test_ease_ranks_the_missing_item_of_the_user_block_first() -> None:
+    data, held = block_data()
+    scores = EASERecommender(l2=1.0).fit(data).score(np.arange(data.n_users))
+    seen = data.interactions.toarray() > 0
+    for user, item in held:
+        assert int(np.where(seen[user], -np.inf, scores[user]).argmax()) == item, (user, item, scores[user])
+
+
+def test_ease_weights_are_the_closed_form_and_uncovered_items_rank_last() -> None:
+    # items 0-2 have two users each, item 3 one user (below min_users), item 4 none
+    data = tiny([(0, 0, 1.0, 0), (0, 1, 1.0, 0), (1, 0, 1.0, 0), (1, 2, 1.0, 0), (2, 1, 3.0, 0), (2, 2, 1.0, 0),
+                 (2, 3, 1.0, 0)], n_users=3, n_items=5)
+    model = EASERecommender(l2=0.5, min_users=2).fit(data)
+    assert model.items_.tolist() == [0, 1, 2]
+    x = np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype="float64")  # binary: weight 3.0 counts once
+    p = np.linalg.inv(x.T @ x + 0.5 * np.eye(3))
+    expected = p / -np.diag(p)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(model.weights_, expected, rtol=1e-5)
+    scores = model.score(np.arange(3))
+    np.testing.assert_allclose(scores[:, :3], x @ expected, rtol=1e-5)
+    assert (scores[:, 3:] < scores[:, :3].min(axis=1, keepdims=True)).all()
+    assert np.isfinite(scores).all()
 
 
 @pytest.mark.slow
