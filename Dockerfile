@@ -4,11 +4,10 @@ FROM apache/airflow:3.3.2-python3.11
 
 # requirements.txt pins apache-airflow==3.3.2 itself, so pip keeps the image's Airflow instead of
 # up- or downgrading it; constraints.txt is the project's full resolved set, so the image runs the same
-# versions as CI. The PostgreSQL provider is needed for the metadata database (psycopg2, psycopg 3, asyncpg).
+# versions as CI (including the PostgreSQL provider the metadata database needs).
 COPY requirements.txt /requirements.txt
 COPY constraints.txt /constraints.txt
-RUN pip install --no-cache-dir -r /requirements.txt -c /constraints.txt \
-        "apache-airflow-providers-postgres==7.1.1"
+RUN pip install --no-cache-dir -r /requirements.txt -c /constraints.txt
 
 # The data root is a named volume in docker-compose.yaml; creating the mount point here (as the airflow
 # user) makes Docker initialise the volume with this ownership, so tasks can write to it.

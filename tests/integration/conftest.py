@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import AirflowInstance, running_airflow
+from tests.integration.postgres import running_postgres
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +24,10 @@ def integration_tmp() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def airflow(integration_tmp: Path) -> Iterator[AirflowInstance]:
-    """The session's shared Airflow for tests that only trigger runs (the backfill test starts its own two)."""
-    with running_airflow(integration_tmp, "shared") as instance:
+    """The session's shared Airflow for tests that only trigger runs (the backfill test starts its own two).
+
+    Its metadata database is a real PostgreSQL server on loopback, as in docker-compose.yaml.
+    """
+    with running_postgres() as postgres, running_airflow(integration_tmp, "shared",
+                                                           database_url=postgres.url) as instance:
         yield instance

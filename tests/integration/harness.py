@@ -1,4 +1,7 @@
-"""A real Airflow (scheduler + dag-processor + api-server, LocalExecutor, SQLite) for the integration tests.
+"""A real Airflow (scheduler + dag-processor + api-server, LocalExecutor) for the integration tests.
+
+The metadata database is SQLite by default, or any SQLAlchemy URL (``database_url``): the shared instance
+runs on a real PostgreSQL server (``postgres.py``), as docker-compose.yaml does.
 
 Each instance gets its own AIRFLOW_HOME and FUSION_DATA_ROOT under a temporary folder, a free loopback port,
 the pool ``fusion_training``, a small synthetic world (60 days, 80 users, 120 items) and a serialized,
@@ -58,7 +61,7 @@ def _tail(path: Path, lines: int = 40) -> str:
 class AirflowInstance:
     """One running Airflow; ``cli`` runs the airflow CLI against it, ``api`` calls its REST API."""
 
-    def __init__(self, base: Path, name: str) -> None:
+    def __init__(self, base: Path, name: str, database_url: str | None = None) -> None:
         self.name = name
         self.home = base / f"{name}-airflow"
         self.data_root = base / f"{name}-data"
@@ -89,6 +92,8 @@ class AirflowInstance:
             "FUSION_DATA_ROOT": str(self.data_root),
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
+        if database_url is not None:
+            self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = database_url
 
     # lifecycle ---------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -271,14 +276,14 @@ def _stop_leftovers() -> None:  # pragma: no cover - only when a fixture's teard
 
 
 @contextlib.contextmanager
-def running_airflow(base: Path, name: str,
-                    before_start: Callable[[AirflowInstance], None] | None = None) -> Iterator[AirflowInstance]:
+def running_airflow(base: Path, name: str, before_start: Callable[[AirflowInstance], None] | None = None,
+                    database_url: str | None = None) -> Iterator[AirflowInstance]:
     """Prepare, start and (always) stop one Airflow instance.
 
     ``before_start`` runs once the database, pool and DAG are ready but before any service starts: the place
     for CLI commands that write to the metadata database (see ``AirflowInstance.prepare``).
     """
-    instance = AirflowInstance(base, name)
+    instance = AirflowInstance(base, name, database_url)
     try:
         instance.prepare()
         if before_start is not None:

@@ -87,3 +87,18 @@ def test_params_are_documented_in_the_dag_details(airflow):
     assert undocumented == []
     assert params["as_of_date"]["schema"]["format"] == "date"
     assert "as_of_date" in (details.get("doc_md") or "")
+
+
+def test_runs_are_recorded_in_the_postgresql_metadata_database(airflow):
+    """The shared instance runs on PostgreSQL, like docker-compose.yaml: read its dag_run table directly."""
+    import psycopg2
+
+    url = airflow.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert url.startswith("postgresql+psycopg2://")
+    api_runs = {r["dag_run_id"]: r["state"] for r in airflow.dag_runs()}
+    assert api_runs, "the trigger tests above created runs"
+    with psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://")) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT run_id, state FROM dag_run WHERE dag_id = %s", (DAG_ID,))
+            stored = dict(cursor.fetchall())
+    assert stored == api_runs
