@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 DEMO_DATE ?= 2024-04-29
 
-.PHONY: help venv demo test test-fast lint airflow backfill ciao-import bench-quality clean
+.PHONY: help venv demo test test-fast lint airflow backfill ciao-import bench-quality bench-speed clean
 
 help:
 	@echo "make demo            set up, write synthetic data, run the DAG for $(DEMO_DATE), print the metrics"
@@ -21,6 +21,7 @@ help:
 	@echo "make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [BACKWARDS=1]   backfill through the scheduler"
 	@echo "make ciao-import     import the Ciao data set into the landing zone"
 	@echo "make bench-quality   the quality benchmark on Ciao (writes BENCHMARKS.md)"
+	@echo "make bench-speed     extraction speed and memory during a backfill (writes bench/out/speed.md)"
 
 $(BIN)/activate: requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -71,3 +72,6 @@ clean:
 bench-quality: venv airflow-db
 	$(BIN)/pip install --quiet -r bench/requirements.txt -c constraints.txt
 	$(BIN)/python -m bench.quality
+
+bench-speed: venv
+	$(BIN)/python -m bench.speed

@@ -1,0 +1,133 @@
+"""Extraction speed and memory during a backfill: ``python -m bench.speed`` (``make bench-speed``).
+
+A backfill extracts every modality once per date, and each date reads all landing files up to it.
+This measures, on a seeded synthetic world of ``--days`` days of landing files, extracting the last ``--dates``
+dates one after another (as a backfill does) in two ways, each in a fresh process:
+
+* ``cold`` (the baseline): the landing cache is removed before every extraction, so each date
+  reads and validates every landing file again, as extraction did before the cache existed (and
+  also rewrites the cache, so this is slightly slower than having no cache at all);
+* ``cached``: the cache is kept, so each date reads only the files it has not seen.
+
+Both produce the same staged files (``tests/unit/test_extract_cache.py``). The table gives, per
+modality, the median seconds per date over ``--repeats`` runs and the peak RSS of the process, with
+ratios against the baseline measured in the same run. Written to ``bench/out/speed.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fusion_tasks.config import PROJECT_ROOT
+
+OUT = PROJECT_ROOT / "bench" / "out"
+MODALITIES = ("behavior", "content", "social")
+
+# One measured process: argv[1] = {"root", "dates", "mode"}; prints {modality: [seconds per date]}.
+CHILD = r"""
+import datetime as dt, json, shutil, sys, time
+from fusion_tasks.config import RunConfig
+from fusion_tasks.modalities import REGISTRY
+from fusion_tasks.storage import DataRoot
+
+args = json.loads(sys.argv[1])
+root = DataRoot(args["root"])
+seconds = {name: [] for name in REGISTRY}
+for day in map(dt.date.fromisoformat, args["dates"]):
+    for name, modality in REGISTRY.items():
+        if args["mode"] == "cold":
+            shutil.rmtree(root.root / "staged" / "_cache", ignore_errors=True)
+        started = time.perf_counter()
+        modality.extract(root, RunConfig(as_of_date=day, data_root=root.root, max_quarantine_share=1.0))
+        seconds[name].append(time.perf_counter() - started)
+print(json.dumps(seconds))
+"""
+
+
+def _run_child(root: Path, dates: list[dt.date], mode: str) -> tuple[dict[str, list[float]], float]:
+    """Seconds per date and modality, and the measured process's peak RSS in MiB.
+
+    A small wrapper process starts the measured one and reports ``RUSAGE_CHILDREN.ru_maxrss``: the
+    peak of that one child only (in this process it would be a running maximum over all children).
+    """
+    wrapper = ("import resource, subprocess, sys; "
+               "out = subprocess.run([sys.executable, '-c', sys.argv[1], sys.argv[2]], check=True, "
+               "capture_output=True, text=True).stdout.strip().splitlines()[-1]; "
+               "print(out); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", wrapper, CHILD, json.dumps({
+        "root": str(root), "dates": [d.isoformat() for d in dates], "mode": mode})],
+        capture_output=True, text=True, check=True)
+    seconds, peak_kib = done.stdout.strip().splitlines()[-2:]
+    return json.loads(seconds), int(peak_kib) / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=365, help="days of landing files")
+    parser.add_argument("--dates", type=int, default=10, help="backfilled dates (the last ones)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=OUT / "speed.md")
+    args = parser.parse_args(argv)
+
+    from fusion_tasks.storage import DataRoot
+    from fusion_tasks.synthetic import SyntheticSpec, generate
+
+    spec = SyntheticSpec(n_days=args.days, n_users=1000, n_items=1500)
+    dates = [spec.end - dt.timedelta(days=n) for n in range(args.dates - 1, -1, -1)]
+    base = Path(tempfile.mkdtemp(prefix="fusionrec-speed-"))
+    rows = []
+    try:
+        world = base / "world"
+        generate(DataRoot(world), spec)
+        runs: dict[str, list[dict[str, list[float]]]] = {"cold": [], "cached": []}
+        peaks: dict[str, list[float]] = {"cold": [], "cached": []}
+        for repeat in range(args.repeats):
+            for mode in ("cold", "cached"):  # alternate, so drift in machine load hits both
+                root = base / f"{mode}-{repeat}"
+                shutil.copytree(world / "landing", root / "landing")
+                seconds, peak = _run_child(root, dates, mode)
+                runs[mode].append(seconds)
+                peaks[mode].append(peak)
+                shutil.rmtree(root)
+        for name in MODALITIES:
+            cold = statistics.median(s for run in runs["cold"] for s in run[name])
+            cached = statistics.median(s for run in runs["cached"] for s in run[name])
+            rows.append((name, cold, cached, cached / cold))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+    rss = {mode: statistics.median(values) for mode, values in peaks.items()}
+    lines = [
+        "# Extraction speed during a backfill",
+        "",
+        f"`python -m bench.speed --days {args.days} --dates {args.dates} --repeats {args.repeats}` on "
+        f"{time.strftime('%Y-%m-%d')}: synthetic world of {args.days} days of landing files "
+        f"({spec.n_users} users, {spec.n_items} items), the last {args.dates} dates extracted in order, "
+        f"{args.repeats} repeats. Median seconds per date and modality; baseline = `cold` (every file read "
+        "and validated again for every date, cache rewritten).",
+        "",
+        "| modality | cold s/date (baseline) | cached s/date | ratio cached/cold |",
+        "|---|---|---|---|",
+        *[f"| {name} | {cold:.3f} | {cached:.3f} | {ratio:.2f} |" for name, cold, cached, ratio in rows],
+        "",
+        f"Peak RSS of the extracting process (median): cold {rss['cold']:.0f} MiB, cached {rss['cached']:.0f} MiB "
+        f"(ratio {rss['cached'] / rss['cold']:.2f}).",
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
