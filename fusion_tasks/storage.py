@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 PUBLISHED_KINDS = ("recommendations", "metrics")
 T = TypeVar("T")
@@ -63,7 +65,14 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    return pd.read_parquet(path, columns=columns)
+    """Read a Parquet file through one open handle.
+
+    ``pd.read_parquet(path)`` may open a path more than once (footer, then row groups); through a
+    symlink that is switched in between, those opens can land in two different versions. One
+    handle pins one file.
+    """
+    with pa.OSFile(str(path), "rb") as handle:
+        return pq.read_table(handle, columns=columns).to_pandas()
 
 
 def file_sha256(path: Path) -> str:

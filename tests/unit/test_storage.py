@@ -115,7 +115,7 @@ while not until.exists() and time.monotonic() < deadline:
         link = root.published(kind, day)
         try:
             if args["style"] == "single_file":
-                # one open per file: each read resolves the symlink once
+                # one open per file (storage.read_parquet holds one handle): each read resolves the symlink once
                 frame = storage.read_parquet(link / f"{kind}.parquet")
                 with open(link / "blob.bin", "rb") as handle:
                     data = handle.read()
