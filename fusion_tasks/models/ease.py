@@ -5,7 +5,9 @@
 
 The inverse is dense, so the model covers the ``max_items`` items with the most users (at least
 ``min_users``); on a 2-CPU machine 5,000 items take a few seconds. The other items score below
-every covered item of the same user, so they never displace what the model knows about.
+every covered item of the same user, so they never displace what the model knows about. A user
+with no covered item in their history gets a constant row: the model has no signal for them (fusion
+then leaves the ranking to the other models).
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ class EASERecommender(BaseRecommender):
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        covered = dense_rows(self.history_[users] @ self.weights_) if len(self.items_) else \
-            np.zeros((len(users), 0), dtype="float32")
-        floor = covered.min(axis=1, keepdims=True) - 1.0 if covered.shape[1] else \
-            np.zeros((len(users), 1), dtype="float32")
-        out = np.repeat(floor, self.n_items_, axis=1).astype("float32")
-        out[:, self.items_] = covered
+        out = np.zeros((len(users), self.n_items_), dtype="float32")
+        history = self.history_[users]
+        known = np.flatnonzero(np.diff(history.indptr) > 0)  # users with a covered item
+        if len(self.items_) and len(known):
+            covered = dense_rows(history[known] @ self.weights_)
+            out[known] = covered.min(axis=1, keepdims=True) - 1.0
+            out[np.ix_(known, self.items_)] = covered
         return out

@@ -98,6 +98,19 @@ def test_score_shape_dtype_finite(name: str, data: TrainingData, fitted: dict) -
     assert (np.ptp(everyone, axis=1) > 0).any(), "scores must rank items for some user"
 
 
+@pytest.mark.parametrize("name", ["als", "item_knn", "ease"])
+def test_collaborative_models_have_no_signal_for_a_user_without_history(name: str) -> None:
+    """A constant row (up to the candidate pool's threshold of 1e-9 on the standard deviation): the
+    pool then marks the model unavailable for the user, instead of ranking items by an artefact
+    (such as item index)."""
+    data = tiny([(0, 0, 1.0, 0), (0, 1, 1.0, 0), (1, 0, 1.0, 0), (1, 2, 1.0, 0), (2, 1, 1.0, 0), (2, 2, 1.0, 0)],
+                n_users=4, n_items=4)
+    model = models.get(name)().fit(data)
+    scores = model.score(np.array([3, 0]))
+    assert np.std(scores[0].astype("float64")) <= 1e-9, scores[0]
+    assert np.std(scores[1].astype("float64")) > 1e-6
+
+
 @pytest.mark.parametrize("name", model_params(NAMES))
 def test_batch_equals_single(name: str, data: TrainingData, fitted: dict) -> None:
     model = fit_once(name, data, fitted)
@@ -278,6 +291,16 @@ def test_ease_weights_are_the_closed_form_and_uncovered_items_rank_last() -> Non
     np.testing.assert_allclose(scores[:, :3], x @ expected, rtol=1e-5)
     assert (scores[:, 3:] < scores[:, :3].min(axis=1, keepdims=True)).all()
     assert np.isfinite(scores).all()
+
+
+def test_ease_has_no_signal_for_a_user_whose_items_are_all_uncovered() -> None:
+    # item 3 has one user (below min_users): user 3, who only has item 3, is unknown to the model
+    data = tiny([(0, 0, 1.0, 0), (0, 1, 1.0, 0), (1, 0, 1.0, 0), (1, 1, 1.0, 0), (3, 3, 1.0, 0)],
+                n_users=4, n_items=4)
+    model = EASERecommender(l2=0.5, min_users=2).fit(data)
+    scores = model.score(np.array([3, 0, 3]))
+    assert np.ptp(scores[0]) == 0 and np.ptp(scores[2]) == 0
+    assert scores[1, :2].min() > scores[1, 2:].max()
 
 
 @pytest.mark.slow
