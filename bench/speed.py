@@ -45,7 +45,7 @@ seconds = {name: [] for name in REGISTRY}
 for day in map(dt.date.fromisoformat, args["dates"]):
     for name, modality in REGISTRY.items():
         if args["mode"] == "cold":
-            shutil.rmtree(root.root / "staged" / "_cache", ignore_errors=True)
+            shutil.rmtree(root.landing_cache(), ignore_errors=True)
         started = time.perf_counter()
         modality.extract(root, RunConfig(as_of_date=day, data_root=root.root, max_quarantine_share=1.0))
         seconds[name].append(time.perf_counter() - started)

@@ -4,6 +4,7 @@ This is the only module that knows the layout of the data root::
 
     landing/<modality>/date=YYYY-MM-DD/*.csv|*.parquet   what upstream systems drop
     staged/<modality>/ds=D/data.parquet                   validated history as of D
+    staged/_cache/<modality>/                             each landing file's rows, validated once
     quarantine/<modality>/ds=D/rows.parquet               rejected rows, with a reason
     features/ds=D/...                                     id vocabulary, interactions, windows
     models/<model>/ds=D/origin=<name>/...                 fitted artefacts (npz / json / keras)
@@ -140,6 +141,11 @@ class DataRoot:
 
     def staged_dates(self, modality: str) -> list[dt.date]:
         return _partition_dates(self.root / "staged" / modality)
+
+    def landing_cache(self, modality: str | None = None) -> Path:
+        """The per-file cache of validated landing rows of ``modality`` (all modalities: None)."""
+        base = self.root / "staged" / "_cache"
+        return base / modality if modality else base
 
     def quarantine(self, modality: str, day: dt.date) -> Path:
         return self.root / "quarantine" / modality / f"ds={ds(day)}" / "rows.parquet"

@@ -158,10 +158,13 @@ def end_of_day(day: dt.date) -> pd.Timestamp:
 # Reading and validating every landing file again for every date dominates extraction when there are
 # thousands of small daily files. Each file is therefore validated once, exactly as before (one
 # ``read_landing_file`` + ``validate_rows`` per file), and its valid and rejected rows are kept under
-# ``staged/_cache/<modality>/``, keyed by the file's path, size, mtime and the schema (name, version,
-# columns). A run for date D reassembles the rows of its files in (date, name, row) order, so the
-# staged history is identical to reading the files one by one, whatever dates ran before.
-CACHE_VERSION = 1
+# ``staged/_cache/<modality>/``, keyed by the file's path, size, inode, mtime and ctime and the schema
+# (name, version, columns): a file rewritten in place or replaced by a rename, even with the same size
+# and a preserved mtime, is read again. A run for date D reassembles the rows of its files in (date,
+# name, row) order, so the staged history is identical to reading the files one by one, whatever dates
+# ran before. Bump CACHE_VERSION whenever ``read_landing_file`` or ``validate_rows`` change what they
+# return for the same file.
+CACHE_VERSION = 2
 _FILE, _ROW = "_cache_file", "_cache_row"
 
 
@@ -169,12 +172,13 @@ def _read_landing(root: DataRoot, name: str, schema: Schema,
                   files: list[tuple[dt.date, Path]]) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
     """The valid rows (with ``landed``), the rejected rows (with ``source_file``) and per-file counts
     of ``files``, in file order; the same frames as validating each file in turn."""
-    folder = root.root / "staged" / "_cache" / name
+    folder = root.landing_cache(name)
     signature = {"cache_version": CACHE_VERSION, "schema": [schema.name, schema.version, schema.names]}
     wanted = []
     for landed, path in files:
         stat = path.stat()
-        wanted.append((landed, path, str(path.relative_to(root.root)), [stat.st_size, stat.st_mtime_ns]))
+        key = [stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns]
+        wanted.append((landed, path, str(path.relative_to(root.root)), key))
     with _locked(folder):
         index, valid_all, rejected_all = _load_cache(folder, signature)
         stale = [(landed, path, rel, key) for landed, path, rel, key in wanted

@@ -58,3 +58,26 @@ def test_a_rewritten_landing_file_is_read_again(tmp_path):
     os.utime(path, ns=(1, 1))
     after = staged(root, day)
     assert after["behavior"][2]["rows_read"] == before["behavior"][2]["rows_read"] + 1
+
+
+def test_a_file_replaced_with_the_same_size_and_mtime_is_read_again(tmp_path):
+    """Re-deliveries that preserve size and mtime (``cp -p``, ``rsync -t``) still invalidate the cache."""
+    root = DataRoot(tmp_path)
+    generate(root, SPEC)
+    day = SPEC.start + dt.timedelta(days=SPEC.n_days - 1)
+    staged(root, day)
+    path = root.landing_files("behavior")[-1][1]
+    stat = path.stat()
+    lines = path.read_text().split("\n")
+    row = next(i for i, line in enumerate(lines[1:], 1) if line.startswith("u"))  # a well-formed row
+    user = lines[row].split(",")[0]
+    lines[row] = lines[row].replace(user, "x" * len(user), 1)  # same length, another user
+    replacement = path.with_name(".replacement.csv")
+    replacement.write_text("\n".join(lines))
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(replacement, path)
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    after = pd.read_parquet(root.staged("behavior", day))
+    assert "x" * len(user) not in set(after["user_id"])  # not yet re-extracted
+    after = staged(root, day)["behavior"][0]
+    assert "x" * len(user) in set(after["user_id"])
