@@ -6,8 +6,11 @@
   the fold's window).
 * **Stacking**: a logistic-regression meta-learner on out-of-fold features of each (user, item)
   of the fold pools — per model: z-score, reciprocal rank, whether the model had signal for the
-  user; context: user activity, has ties, item has content, item popularity. Its weights are
-  plain JSON. The linear form makes each modality's contribution to a score exact.
+  user, and the z-score times the user's activity and times whether the user has ties (so the
+  learner can trust a model more for heavy users, or for users with ties); context: user activity,
+  has ties, item has content, item popularity, item popularity times user activity. Its weights
+  are plain JSON. The form stays linear in these features, so each modality's contribution to a
+  score is exact (an interaction term belongs to its model's modality).
 
 Each method also reports a leave-one-fold-out NDCG (fit on the other folds, score the held-out
 one); the published method is the one with the better leave-one-fold-out NDCG.
@@ -124,15 +127,24 @@ def weighted_sum_contributions(pool: pd.DataFrame, weights: dict[str, float]) ->
 
 
 # stacking ----------------------------------------------------------------------------------------
+MODEL_FEATURES = ("z", "rr", "avail", "zxactivity", "zxsocial")  # column prefixes: <prefix>_<model>
+
+
 def stacking_features(pool: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """The meta-learner's design matrix (see the module docstring) and its column names."""
+    activity = pool["user_activity"].to_numpy(dtype="float64")
+    social = pool["user_has_social"].to_numpy(dtype="float64")
     columns, values = [], []
     for m in names:
-        columns += [f"z_{m}", f"rr_{m}", f"avail_{m}"]
-        values += [pool[f"z_{m}"].to_numpy(dtype="float64"), 1.0 / pool[f"rank_{m}"].to_numpy(dtype="float64"),
-                   pool[f"avail_{m}"].to_numpy(dtype="float64")]
+        z = pool[f"z_{m}"].to_numpy(dtype="float64")
+        columns += [f"{prefix}_{m}" for prefix in MODEL_FEATURES]
+        values += [z, 1.0 / pool[f"rank_{m}"].to_numpy(dtype="float64"),
+                   pool[f"avail_{m}"].to_numpy(dtype="float64"), z * activity, z * social]
     for c in CONTEXT_FEATURES:
         columns.append(c)
         values.append(pool[c].to_numpy(dtype="float64"))
+    columns.append("popularityxactivity")
+    values.append(pool["item_popularity"].to_numpy(dtype="float64") * activity)
     return np.column_stack(values), columns
 
 
@@ -174,7 +186,7 @@ def stacking_contributions(pool: pd.DataFrame, meta: dict[str, Any]) -> pd.DataF
     out = pd.DataFrame(0.0, index=pool.index, columns=[f"contribution_{g}" for g in (*GROUPS, "context")])
     for j, column in enumerate(columns):
         prefix, _, model = column.partition("_")
-        group = models.get(model).group if prefix in ("z", "rr", "avail") and model in models.REGISTRY else "context"
+        group = models.get(model).group if prefix in MODEL_FEATURES and model in models.REGISTRY else "context"
         out[f"contribution_{group}"] += terms[:, j]
     out["contribution_context"] += meta["intercept"]
     return out
