@@ -354,7 +354,9 @@ def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd
         for variant, vr in variants.items():
             for k in (KS if variant in ("main", "known_items") else (10,)):
                 pu = per_user_metrics(recs, vr, k)
-                coverage[name][f"{variant}@{k}"] = summarise(pu, recs, catalogue, k)["coverage"]
+                # coverage of the lists of this variant's users only (segments have fewer users)
+                segment_recs = recs.loc[recs["user_id"].isin(vr["user_id"].unique())]
+                coverage[name][f"{variant}@{k}"] = summarise(pu, segment_recs, catalogue, k)["coverage"]
                 rows.append(pu.assign(list=name, variant=variant, k=k, date=day.isoformat()))
     info.update(date=day.isoformat(), catalogue=catalogue, users_evaluated=int(len(eval_users)),
                 relevant_pairs=int(len(relevant)), relevant_known_share=float(relevant["item_known"].mean()),
@@ -488,9 +490,11 @@ def markdown(result: dict[str, Any]) -> str:
         "5,000 most popular items known by D with ≥ 2 users (other items rank last; a 10,000-item inverse "
         "took ~100 s per fit on this 2-CPU machine).",
         "* Metrics: `fusion_tasks.evaluation.metrics.per_user_metrics`/`summarise`, pooled over all "
-        "(user, date) pairs: mean ± standard error. Coverage = distinct items in the evaluated users' lists / "
-        "items known by D, averaged over dates. Fit seconds: the final-origin fit (DAG models: from the model "
-        "manifests; baselines: the refit on ≤ D), mean per date; score seconds: top-K for the evaluated users.",
+        "(user, date) pairs: mean ± standard error (pairs of one user on different dates are treated as "
+        "independent, which understates the SE slightly). Coverage = distinct items in the lists of the users "
+        "evaluated in that table (variant or segment) / items known by D, averaged over dates. Fit seconds: "
+        "the final-origin fit (DAG models: from the model manifests; baselines: the refit on ≤ D), mean per "
+        "date; score seconds: top-K for the evaluated users.",
         "",
         "## Headline (main variant, K = 10, paired per (user, date))",
         "",
