@@ -71,7 +71,7 @@ clean:
 
 bench-quality: venv airflow-db
 	$(BIN)/pip install --quiet -r bench/requirements.txt -c constraints.txt
-	$(BIN)/python -m bench.quality
+	$(BIN)/python -m bench.quality $(BENCH_ARGS)
 
 bench-speed: venv
 	$(BIN)/python -m bench.speed
