@@ -29,8 +29,14 @@ def _airflow(env: dict[str, str], *args: str, timeout: int = 900) -> subprocess.
     return out
 
 
+def _runs(env: dict[str, str]) -> list[dict]:
+    listing = _airflow(env, "dags", "list-runs", "multimodal_fusion", "-o", "json").stdout
+    return json.loads(listing[listing.index("[{"):].splitlines()[0])
+
+
 @pytest.fixture(scope="module")
-def dag_run(tmp_path_factory):
+def airflow_env(tmp_path_factory) -> tuple[DataRoot, dict[str, str]]:
+    """Synthetic landing data and an Airflow home with the SQLite metadata database and the pool."""
     home = tmp_path_factory.mktemp("airflow")
     root = DataRoot(tmp_path_factory.mktemp("data"))
     generate(root, SyntheticSpec())
@@ -38,10 +44,14 @@ def dag_run(tmp_path_factory):
            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     _airflow(env, "db", "migrate")
     _airflow(env, "pools", "set", "fusion_training", "2", "model training")
+    return root, env
+
+
+@pytest.fixture(scope="module")
+def dag_run(airflow_env):
+    root, env = airflow_env
     _airflow(env, "dags", "test", "multimodal_fusion", DAY.isoformat())
-    listing = _airflow(env, "dags", "list-runs", "multimodal_fusion", "-o", "json").stdout
-    runs = json.loads(listing[listing.index("[{"):].splitlines()[0])
-    return root, runs
+    return root, _runs(env)
 
 
 def test_the_run_succeeds_and_publishes_one_complete_version(dag_run):
@@ -103,3 +113,21 @@ def test_metrics_record_the_chosen_weights_and_the_gate(dag_run):
     assert abs(sum(weights.values()) - 1) < 1e-4
     assert report["gate"]["passed"] is True
     assert report["chosen_method"] in ("weighted_sum", "stacking")
+
+
+def test_rerunning_the_date_replaces_the_version_with_identical_rows_and_no_orphans(airflow_env, dag_run):
+    """``airflow dags test`` on a date that already ran clears its task instances and runs it again:
+    the same data gives the same table, published as one new version, with nothing left over."""
+    root, env = airflow_env
+    before = root.read_recommendations(DAY)
+    old = {kind: root.published(kind, DAY).resolve() for kind in ("recommendations", "metrics")}
+    _airflow(env, "dags", "test", "multimodal_fusion", DAY.isoformat())
+    assert [r["state"] for r in _runs(env)] == ["success"]  # the run of that date was replaced, not added
+    pd.testing.assert_frame_equal(before, root.read_recommendations(DAY))
+    for kind, previous in old.items():
+        versions = list(root.published_versions(kind, DAY).iterdir())
+        assert len(versions) == 1 and verify_version(versions[0])
+        assert versions[0].resolve() != previous  # a new version, not the old one left in place
+        assert not previous.exists()
+        siblings = sorted(p.name for p in (root.root / "published" / kind).iterdir())
+        assert siblings == [".versions", f"ds={DAY.isoformat()}"], siblings
