@@ -86,9 +86,10 @@ def _read_staged(root: DataRoot, name: str, day: dt.date) -> pd.DataFrame:
 class TrainingData:
     """What a model may see at one origin, on the vocabulary of the run's date.
 
-    ``interactions`` is users x items (summed event weights), ``events`` the events with their day,
-    ``features[modality]`` what each modality built, ``item_known`` the items that existed by the
-    origin (only those may be recommended there).
+    ``interactions`` is users x items (summed event weights), ``events`` the events with their day
+    (both within ``history_days``), ``seen`` users x items marking every pair done before the origin
+    in all history (excluded from candidates), ``features[modality]`` what each modality built,
+    ``item_known`` the items that existed by the origin (only those may be recommended there).
     """
 
     origin_name: str
@@ -96,6 +97,7 @@ class TrainingData:
     vocab: Vocabulary
     events: pd.DataFrame
     interactions: sparse.csr_matrix
+    seen: sparse.csr_matrix
     item_known: np.ndarray
     features: dict[str, dict[str, Any]]
 
@@ -132,12 +134,16 @@ class TrainingData:
             (events["weight"].to_numpy(), (events["user_idx"].to_numpy(), events["item_idx"].to_numpy())),
             shape=(len(vocab.users), len(vocab.items)))
         interactions.sum_duplicates()
+        pairs = features["behavior"]["seen"]
+        seen = sparse.csr_matrix((np.ones(len(pairs), dtype=bool),
+                                  (pairs["user_idx"].to_numpy(), pairs["item_idx"].to_numpy())),
+                                 shape=(len(vocab.users), len(vocab.items)))
         item_known = np.zeros(len(vocab.items), dtype=bool)
-        item_known[events["item_idx"].to_numpy()] = True
+        item_known[pairs["item_idx"].to_numpy()] = True
         if "content" in features:
             item_known |= features["content"]["has_content"] | (features["content"]["category_idx"] > 0)
         return cls(origin_name=origin_name, origin=origin, vocab=vocab, events=events,
-                   interactions=interactions.astype("float32"), item_known=item_known, features=features)
+                   interactions=interactions.astype("float32"), seen=seen, item_known=item_known, features=features)
 
 
 def load_relevance(root: DataRoot, config: RunConfig, origin_name: str) -> pd.DataFrame:

@@ -46,7 +46,7 @@ def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     ranked = rankings(pool, fitted, max(ks))
 
     known_relevance = relevance.loc[data.item_known[relevance["item_idx"].to_numpy()]]
-    history = np.asarray((data.interactions > 0).sum(axis=1)).ravel()
+    history = np.asarray(data.seen.sum(axis=1)).ravel()
     has_social = (data.features["social"]["has_social"] if data.has("social")
                   else np.zeros(data.n_users, dtype=bool))
     popularity = np.asarray((data.interactions > 0).sum(axis=0)).ravel()

@@ -71,7 +71,7 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
     for start in range(0, len(users), BATCH_USERS):
         batch = users[start:start + BATCH_USERS]
         valid = np.broadcast_to(data.item_known, (len(batch), data.n_items)).copy()
-        seen = data.interactions[batch]
+        seen = data.seen[batch]
         valid[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = False
         zs, ranks, available = {}, {}, {}
         in_pool = np.zeros_like(valid)

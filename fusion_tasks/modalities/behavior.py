@@ -38,8 +38,13 @@ def event_weights(frame: pd.DataFrame) -> np.ndarray:
 
 def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
                    config: RunConfig) -> dict[str, Any]:
-    """Events up to ``origin`` as (user_idx, item_idx, weight, day) with ``day`` in days since 1970."""
-    kept = staged.loc[staged["timestamp"] < end_of_day(origin)]
+    """Events up to ``origin`` as (user_idx, item_idx, weight, day) with ``day`` in days since 1970,
+    limited to the last ``history_days`` when set; ``seen``: every (user_idx, item_idx) pair done
+    before ``origin`` in all history (a user's past items are never candidates, however old)."""
+    before = staged.loc[staged["timestamp"] < end_of_day(origin)]
+    seen = pd.DataFrame({"user_idx": vocab.user_index(before["user_id"]),
+                         "item_idx": vocab.item_index(before["item_id"])}).drop_duplicates()
+    kept = before
     if config.history_days:
         start = end_of_day(origin - dt.timedelta(days=config.history_days))
         kept = kept.loc[kept["timestamp"] >= start]
@@ -51,7 +56,7 @@ def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
         "weight": event_weights(kept),
         "day": days,
     })
-    return {"events": events}
+    return {"events": events, "seen": seen.reset_index(drop=True)}
 
 
 MODALITY = Modality(

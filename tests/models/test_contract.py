@@ -189,7 +189,7 @@ def tiny(events: list[tuple[int, int, float, int]], n_users: int, n_items: int, 
         adjacency = sparse.csr_matrix((np.ones(len(ties)), (src, dst)), shape=(n_users, n_users), dtype="float32")
         features["social"] = {"adjacency": adjacency, "has_social": np.diff(adjacency.indptr) > 0}
     return TrainingData(origin_name="test", origin=ORIGIN, vocab=vocab, events=frame, interactions=interactions,
-                        item_known=np.ones(n_items, dtype=bool), features=features)
+                        seen=(interactions > 0).tocsr(), item_known=np.ones(n_items, dtype=bool), features=features)
 
 
 def test_popularity_counts_one_vote_per_user_and_decays_with_age() -> None:
