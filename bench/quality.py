@@ -38,11 +38,14 @@ HORIZON_DAYS = 90
 KS = (10, 20)
 # DAG run settings for Ciao (see BENCHMARKS.md): 90-day holdout/validation windows (Ciao is sparse:
 # ~60 ratings a day), three rolling validation folds for the weighted-sum and meta-learner CV, top_k 20
-# so one published list serves K=10 and K=20, and one year of behaviour history to keep the run short.
+# so one published list serves K=10 and K=20, and all behaviour history (the DAG's default, as for the
+# baselines): on the two last validation folds of 2009-07-01 and 2010-04-01 (4 windows), fits on all
+# history had a higher mean NDCG@10 than fits on the last 365 days (EASE 0.0087 vs 0.0065, item-kNN
+# 0.0085 vs 0.0059, ALS 0.0078 vs 0.0065; popularity, time-decayed, is unchanged).
 # The gate is opened (floor 0, tolerance 1.0): every date must publish for the benchmark to score it,
 # and the 90-day internal holdout NDCG swings by more than 25% between dates on Ciao.
 CONF: dict[str, Any] = {"holdout_days": 90, "validation_days": 90, "n_folds": 3, "ndcg_floor": 0.0,
-                        "top_k": 20, "candidates_per_model": 50, "history_days": 365, "regression_tolerance": 1.0}
+                        "top_k": 20, "candidates_per_model": 50, "regression_tolerance": 1.0}
 GATE_ONLY = ("ndcg_floor", "regression_tolerance")  # decide publishing only: a run differing in them is reused
 LONG_TAIL_HEAD_SHARE = 0.2
 COLD_MAX_HISTORY = 5
@@ -478,8 +481,7 @@ def markdown(result: dict[str, Any]) -> str:
         + f" with CONF `{json.dumps(conf)}`.",
         f"* Test: what each user did for the first time in (D, D+{result['horizon_days']}d]; users known by D "
         "(`features/ds=D/users.parquet`) with at least one such pair. Candidates: every item known by D minus the "
-        "user's past items (all history), full ranking; lists are filtered to this rule (the DAG's own lists "
-        "exclude only the items seen within `history_days`).",
+        "user's past items (all history, also when the DAG trains on `history_days` only), full ranking.",
         "* Main variant: relevant items not known by D count as misses. Known-items variant: relevant items "
         "restricted to items known by D.",
         "* Published = the chosen fusion method's published top-20 (cut at 10 for K=10). Base models: their own "
