@@ -65,7 +65,8 @@ PARAMS = {
     "max_quarantine_share": Param(0.05, type="number", minimum=0, maximum=1,
                                   description="Extraction fails (no retry) above this share of rejected rows."),
     "history_days": Param(0, type="integer", minimum=0, description="Days of behaviour history to train on "
-                                                                     "(0: all)."),
+                                                                     "(0: all). Items a user did earlier are "
+                                                                     "still never recommended to them."),
 }
 
 DEFAULT_ARGS = {

@@ -48,7 +48,7 @@ class RunConfig:
     max_quarantine_share: float = 0.05
     ndcg_floor: float = 0.005
     regression_tolerance: float = 0.25
-    history_days: int = 0  # 0: use all history up to the as-of date
+    history_days: int = 0  # training window; 0: all history. Past items are excluded over all history.
 
     def __post_init__(self) -> None:
         unknown = set(self.modalities) - set(MODALITIES)
