@@ -23,7 +23,7 @@ help:
 	@echo "make bench-quality   the quality benchmark on Ciao (writes BENCHMARKS.md)"
 	@echo "make bench-speed     extraction speed and memory during a backfill (writes bench/out/speed.md)"
 
-$(BIN)/activate: requirements.txt requirements-dev.txt constraints.txt
+$(BIN)/activate: requirements.txt requirements-dev.txt bench/requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
@@ -70,7 +70,6 @@ clean:
 	rm -rf $(VENV) $(AIRFLOW_HOME) var .pytest_cache
 
 bench-quality: venv airflow-db
-	$(BIN)/pip install --quiet -r bench/requirements.txt -c constraints.txt
 	$(BIN)/python -m bench.quality $(BENCH_ARGS)
 
 bench-speed: venv
