@@ -17,7 +17,7 @@ from fusion_tasks.modalities.base import Vocabulary
 from fusion_tasks.models.als import ALSRecommender
 from fusion_tasks.models.base import BaseRecommender
 from fusion_tasks.models.content import ContentRecommender
-from fusion_tasks.models.deep import DeepFusionRecommender
+from fusion_tasks.models.deep import DeepFusionRecommender, most_recent_pairs
 from fusion_tasks.models.ease import EASERecommender
 from fusion_tasks.models.popularity import PopularityRecommender
 from fusion_tasks.models.social import SocialRecommender
@@ -311,3 +311,13 @@ def test_deep_ranks_the_missing_item_of_the_user_block_first() -> None:
     seen = data.interactions.toarray() > 0
     hits = sum(int(np.where(seen[u], -np.inf, scores[u]).argmax()) == i for u, i in held)
     assert hits >= 0.8 * len(held), hits
+
+
+def test_deep_trains_on_the_most_recently_active_pairs_when_over_its_budget() -> None:
+    # (user, item, weight, days ago): pair (0, 1) was first done long ago but again yesterday
+    data = tiny([(0, 0, 1.0, 50), (0, 1, 1.0, 90), (0, 1, 1.0, 1), (1, 2, 1.0, 10), (2, 3, 1.0, 10),
+                 (1, 0, 1.0, 30)], n_users=3, n_items=4)
+    pairs = data.interactions.tocoo()
+    keep = most_recent_pairs(data, pairs.row, pairs.col, 3)
+    assert sorted(zip(pairs.row[keep].tolist(), pairs.col[keep].tolist(), strict=True)) == [(0, 1), (1, 2), (2, 3)]
+    assert most_recent_pairs(data, pairs.row, pairs.col, 10).tolist() == list(range(len(pairs.row)))
