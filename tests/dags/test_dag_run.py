@@ -82,11 +82,8 @@ def test_published_table_keeps_the_output_contract(dag_run):
     assert table["item_id"].isin(items).all()
     numbers = table.select_dtypes("number").to_numpy(dtype=float)
     assert np.isfinite(numbers).all()
-    parts = table.filter(like="contribution_").sum(axis=1)
-    if report["chosen_method"] == "weighted_sum":
-        assert np.allclose(parts, table["score"], atol=1e-6)
-    else:
-        assert np.allclose(parts, table["score"], atol=1e-6)  # the intercept sits in contribution_context
+    parts = table.filter(like="contribution_").sum(axis=1)  # stacking's intercept is in contribution_context
+    assert np.allclose(parts, table["score"], atol=1e-6)
     # no user's past items are recommended back to them
     past = pd.read_parquet(root.staged("behavior", DAY), columns=["user_id", "item_id"]).drop_duplicates()
     assert len(table.merge(past, on=["user_id", "item_id"])) == 0
