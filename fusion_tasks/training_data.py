@@ -129,6 +129,12 @@ class TrainingData:
         for name in config.modalities:
             modality = modalities.get(name)
             features[name] = modality.build_features(_read_staged(root, name, day), vocab, origin, config)
+        return cls.from_features(origin_name, origin, vocab, features)
+
+    @classmethod
+    def from_features(cls, origin_name: str, origin: dt.date, vocab: Vocabulary,
+                      features: dict[str, dict[str, Any]]) -> TrainingData:
+        """Assemble the matrices of one origin from what each modality built for it."""
         events = features["behavior"]["events"]
         interactions = sparse.csr_matrix(
             (events["weight"].to_numpy(), (events["user_idx"].to_numpy(), events["item_idx"].to_numpy())),

@@ -7,7 +7,6 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from fusion_tasks.config import RunConfig
 from fusion_tasks.fusion.candidates import score_pool
@@ -17,12 +16,13 @@ from fusion_tasks.models.popularity import PopularityRecommender
 from fusion_tasks.training_data import TrainingData
 
 ORIGIN = dt.date(2024, 6, 30)
-VOCAB = Vocabulary(users=np.array(["u0", "u1", "u2"]), items=np.array(["i0", "i1", "i2", "i3"]))
+VOCAB = Vocabulary(users=np.array(["u0", "u1", "u2"]), items=np.array(["i0", "i1", "i2", "i3", "i4"]))
 
 
 def staged() -> pd.DataFrame:
     rows = [
         ("u0", "i0", "2023-01-05"),  # u0's old item, outside a 90-day window
+        ("u0", "i4", "2023-01-06"),  # an item nobody did within the window
         ("u0", "i1", "2024-06-01"),
         ("u1", "i0", "2024-06-10"), ("u1", "i1", "2024-06-11"),
         ("u2", "i0", "2024-06-12"), ("u2", "i2", "2024-06-12"),
@@ -35,31 +35,25 @@ def staged() -> pd.DataFrame:
 
 def load(history_days: int) -> TrainingData:
     config = RunConfig(as_of_date=ORIGIN, history_days=history_days, holdout_days=1, validation_days=1)
-    features = behavior.build_features(staged(), VOCAB, ORIGIN, config)
-    events, pairs = features["events"], features["seen"]
-    shape = (len(VOCAB.users), len(VOCAB.items))
-    interactions = sparse.csr_matrix((events["weight"], (events["user_idx"], events["item_idx"])), shape=shape)
-    seen = sparse.csr_matrix((np.ones(len(pairs), dtype=bool), (pairs["user_idx"], pairs["item_idx"])), shape=shape)
-    known = np.zeros(len(VOCAB.items), dtype=bool)
-    known[pairs["item_idx"].to_numpy()] = True
-    return TrainingData(origin_name="final", origin=ORIGIN, vocab=VOCAB, events=events,
-                        interactions=interactions.astype("float32"), seen=seen, item_known=known,
-                        features={"behavior": features})
+    features = {"behavior": behavior.build_features(staged(), VOCAB, ORIGIN, config)}
+    return TrainingData.from_features("final", ORIGIN, VOCAB, features)
 
 
 def test_the_window_limits_training_events_but_not_the_users_past() -> None:
     windowed, full = load(90), load(0)
     assert sorted(map(tuple, windowed.events[["user_idx", "item_idx"]].to_numpy().tolist())) == [
         (0, 1), (1, 0), (1, 1), (2, 0), (2, 2)]
-    assert len(full.events) == 6
+    assert len(full.events) == 7
     assert (windowed.seen != full.seen).nnz == 0
     assert windowed.seen[0, 0] and not windowed.interactions[0, 0]
     assert not windowed.seen[2, 3], "an event after the origin is not part of the past"
+    # i4 was done only before the window and is still a known item; i3 appears only after the origin
+    assert windowed.item_known.tolist() == [True, True, True, False, True]
 
 
 def test_an_item_done_before_the_window_is_never_a_candidate() -> None:
     data = load(90)
     model = PopularityRecommender().fit(data)
     pool = score_pool(data, {"popularity": model}, np.array([0]), per_model=4)
-    # i0 is the most popular item, but u0 did it in 2023: only i2 is left (i3 is not known by the origin)
+    # i0 is the most popular item, but u0 did it (and i4) in 2023: only i2 is left (i3 is not known by the origin)
     assert pool["item_idx"].tolist() == [2]
