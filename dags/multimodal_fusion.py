@@ -178,7 +178,7 @@ def multimodal_fusion():
             if method not in config.methods:
                 raise AirflowSkipException(f"{method} is not selected for this run")
             result = fit_method(_root(spec), config, method)
-            return {"method": method, "cv_ndcg": result["cv_ndcg"], "weights": result.get("weights")}
+            return {"method": method, "cv_ndcg": result["cv_ndcg"], "weights": result["fitted"].get("weights")}
 
         return fit
 

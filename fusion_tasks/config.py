@@ -13,7 +13,6 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 MODALITIES = ("behavior", "content", "social")
-FUSION_METHODS = ("weighted_sum", "stacking")
 
 
 def default_data_root() -> Path:
@@ -39,7 +38,7 @@ class RunConfig:
     data_root: Path = dataclasses.field(default_factory=default_data_root)
     top_k: int = 10
     modalities: tuple[str, ...] = MODALITIES
-    methods: tuple[str, ...] = FUSION_METHODS
+    methods: tuple[str, ...] | None = None  # None: every registered fusion method
     seed: int = 20240601
     holdout_days: int = 14
     validation_days: int = 14
@@ -56,9 +55,13 @@ class RunConfig:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
         if "behavior" not in self.modalities:
             raise ValueError("the behavior modality is required: it defines users, items and relevance")
-        bad = set(self.methods) - set(FUSION_METHODS)
+        from fusion_tasks.fusion.methods import REGISTRY as METHODS  # the registry needs this module
+
+        if self.methods is None:
+            object.__setattr__(self, "methods", tuple(METHODS))
+        bad = set(self.methods) - set(METHODS)
         if bad or not self.methods:
-            raise ValueError(f"methods must be a non-empty subset of {FUSION_METHODS}, got {self.methods}")
+            raise ValueError(f"methods must be a non-empty subset of {tuple(METHODS)}, got {self.methods}")
         for name in ("top_k", "holdout_days", "validation_days", "n_folds", "candidates_per_model"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

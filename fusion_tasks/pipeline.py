@@ -12,20 +12,14 @@ from fusion_tasks import modalities, models
 from fusion_tasks.config import RunConfig
 from fusion_tasks.evaluation.report import evaluate_run, quality_gate
 from fusion_tasks.fusion.candidates import build_pools, enabled_models
-from fusion_tasks.fusion.methods import fit_stacking, fit_weighted_sum
+from fusion_tasks.fusion.methods import fit_method
 from fusion_tasks.publish import fuse_recommendations, publish
 from fusion_tasks.storage import DataRoot
 from fusion_tasks.training_data import build_training_data
 
-FIT_METHODS = {"weighted_sum": fit_weighted_sum, "stacking": fit_stacking}
-
 
 def extract(root: DataRoot, config: RunConfig, modality: str) -> dict[str, Any]:
     return modalities.get(modality).extract(root, config)
-
-
-def fit_method(root: DataRoot, config: RunConfig, method: str) -> dict[str, Any]:
-    return FIT_METHODS[method](root, config)
 
 
 def run_all(config: RunConfig, *, publish_if_gate_passes: bool = True) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
         "catalogue_size": catalogue,
         "n_users_evaluated": int(relevance["user_idx"].nunique()),
         "chosen_method": chosen,
-        "fusion": {m: {key: v for key, v in p.items() if key != "meta_learner"} for m, p in fitted.items()},
+        "fusion": {m: fusion_summary(p) for m, p in fitted.items()},
         "metrics": table(relevance, k),
         "metrics_known_items": table(known_relevance, k),
         "metrics_by_k": {str(at): table(relevance, at) for at in ks},
@@ -77,6 +77,15 @@ def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     }
     write_json(root.fused(config.as_of_date) / "metrics.json", report)
     return report
+
+
+def fusion_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What ``metrics.json`` keeps of a fitted method: its cross-validated NDCG and, for the
+    weighted sum, its weights (the meta-learners' parameters stay in ``fused/ds=D/<method>.json``)."""
+    out = {key: result[key] for key in ("cv_ndcg", "cv_ndcg_per_fold", "folds", "k", "fit_seconds") if key in result}
+    if "weights" in result["fitted"]:
+        out["weights"] = result["fitted"]["weights"]
+    return out
 
 
 def summary_table(report: dict[str, Any]) -> str:

@@ -20,7 +20,14 @@ from fusion_tasks.storage import DataRoot, read_parquet, write_json, write_parqu
 from fusion_tasks.training_data import TrainingData, load_relevance
 
 BATCH_USERS = 256
-CONTEXT_FEATURES = ("user_activity", "user_has_social", "item_has_content", "item_popularity")
+# context columns of every pool, and the modality each comes from
+CONTEXT_FEATURES = {"user_activity": "behavior", "user_has_social": "social", "item_has_content": "content",
+                    "item_popularity": "behavior"}
+
+
+def context_columns(modalities) -> tuple[str, ...]:
+    """The context columns a fusion method may use when only ``modalities`` are fused."""
+    return tuple(c for c, m in CONTEXT_FEATURES.items() if m in modalities)
 
 
 def pool_path(root: DataRoot, config: RunConfig, origin: str):

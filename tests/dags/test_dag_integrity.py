@@ -104,7 +104,8 @@ def test_task_lists_match_the_library_registries():
     import multimodal_fusion
 
     from fusion_tasks import models
-    from fusion_tasks.config import FUSION_METHODS, MODALITIES
+    from fusion_tasks.config import MODALITIES
+    from fusion_tasks.fusion.methods import REGISTRY as FUSION_METHODS
     from fusion_tasks.modalities import REGISTRY as MODALITY_REGISTRY
 
     assert multimodal_fusion.MODELS == list(models.REGISTRY)

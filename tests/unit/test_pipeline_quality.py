@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from fusion_tasks import models
-from fusion_tasks.config import FUSION_METHODS, RunConfig
+from fusion_tasks.config import RunConfig
+from fusion_tasks.fusion.methods import REGISTRY as FUSION_METHODS
 from fusion_tasks.pipeline import run_all
 from fusion_tasks.publish import COLUMNS, CONTRIBUTIONS
 from fusion_tasks.storage import DataRoot, read_parquet, verify_version

@@ -1,0 +1,130 @@
+"""The interface every fusion method follows, and what the methods share.
+
+A fusion method learns, from the validation folds' candidate pools only, how to turn each pooled
+(user, item)'s base-model features into one score. It is a class registered in
+``fusion_tasks.fusion.methods.REGISTRY``; ``fit`` returns plain JSON (no pickle), and ``scores``
+and ``contributions`` apply that JSON to any pool. Contributions are additive per modality group
+(``behavior``, ``content``, ``social``, ``cross``, ``context``) and sum to the score exactly.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from fusion_tasks import models
+
+GROUPS = ("behavior", "content", "social", "cross")
+CONTRIBUTION_GROUPS = (*GROUPS, "context")
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldPool:
+    """One validation fold: its pool (with ``label``) and the number of relevant items per user."""
+
+    name: str
+    pool: pd.DataFrame
+    n_relevant: pd.Series
+
+
+@dataclasses.dataclass(frozen=True)
+class FitInput:
+    """What a method is fitted on: the folds, the base models to fuse and the context columns to use.
+
+    ``models`` and ``context`` may be a subset of what the pools hold (the benchmark's modality
+    ablation fits a method on the behaviour models alone, say); a method must only read those.
+    """
+
+    folds: tuple[FoldPool, ...]
+    models: tuple[str, ...]
+    context: tuple[str, ...]
+    k: int
+    seed: int
+
+    def without(self, fold: str) -> FitInput:
+        return dataclasses.replace(self, folds=tuple(f for f in self.folds if f.name != fold))
+
+
+class FusionMethod(abc.ABC):
+    """One way of fusing base-model scores.
+
+    ``name`` is the registry key and the task name (``fit_<name>``); ``simplicity`` orders methods
+    when their cross-validated NDCG ties (lower wins).
+    """
+
+    name: ClassVar[str]
+    simplicity: ClassVar[int] = 0
+
+    @abc.abstractmethod
+    def fit(self, data: FitInput) -> dict[str, Any]:
+        """Learn from ``data.folds``; returns JSON-serialisable parameters (``models`` included)."""
+
+    @abc.abstractmethod
+    def scores(self, fitted: dict[str, Any], pool: pd.DataFrame) -> np.ndarray:
+        """The fused score of every pool row, float64, finite; higher is better."""
+
+    @abc.abstractmethod
+    def contributions(self, fitted: dict[str, Any], pool: pd.DataFrame) -> pd.DataFrame:
+        """``contribution_<group>`` columns for ``CONTRIBUTION_GROUPS``, summing to ``scores``."""
+
+
+def empty_contributions(pool: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(0.0, index=pool.index, columns=[f"contribution_{g}" for g in CONTRIBUTION_GROUPS])
+
+
+def group_of(model: str) -> str:
+    """The modality group a base model's score is credited to."""
+    return models.get(model).group
+
+
+def top_k(pool: pd.DataFrame, scores: np.ndarray, k: int) -> pd.DataFrame:
+    """The k best pooled items per user by ``scores`` (ties by item index), with 1-based ranks."""
+    order = np.lexsort((pool["item_idx"].to_numpy(), -scores, pool["user_idx"].to_numpy()))
+    ranked = pool.iloc[order][["user_idx", "item_idx"]].assign(score=scores[order])
+    ranked["rank"] = ranked.groupby("user_idx").cumcount() + 1
+    return ranked.loc[ranked["rank"] <= k].reset_index(drop=True)
+
+
+def pool_ndcg(pool: pd.DataFrame, scores: np.ndarray, n_relevant: pd.Series, k: int) -> float:
+    """Mean NDCG@k over the users of ``n_relevant`` (binary labels from ``pool['label']``)."""
+    return float(PoolRanker(pool, n_relevant, k).ndcg(scores))
+
+
+class PoolRanker:
+    """Fast repeated NDCG@k of one pool under many score vectors (the weight search's objective).
+
+    Sorting the whole pool per score vector is what made the search slow; here the pool is grouped
+    by user once, and each evaluation sorts within users by one ``lexsort`` on (user, -score, item).
+    """
+
+    def __init__(self, pool: pd.DataFrame, n_relevant: pd.Series, k: int) -> None:
+        self.users = pool["user_idx"].to_numpy()
+        self.items = pool["item_idx"].to_numpy()
+        self.labels = pool["label"].to_numpy().astype("float64")
+        self.k = k
+        self.n_relevant = n_relevant
+        codes, uniques = pd.factorize(self.users, sort=True)
+        self.codes = codes
+        self.user_ids = uniques
+        ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
+        self.idcg = pd.Series(ideal[np.minimum(n_relevant.to_numpy(), k) - 1], index=n_relevant.index)
+        self.discount = 1.0 / np.log2(np.arange(k) + 2)
+
+    def ndcg(self, scores: np.ndarray) -> float:
+        order = np.lexsort((self.items, -scores, self.codes))
+        codes = self.codes[order]
+        labels = self.labels[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
+        rank = np.arange(len(codes)) - np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
+        keep = (rank < self.k) & (labels > 0)
+        dcg = np.bincount(codes[keep], weights=self.discount[rank[keep]], minlength=len(self.user_ids))
+        per_user = pd.Series(dcg, index=self.user_ids).reindex(self.n_relevant.index, fill_value=0.0)
+        return float((per_user.to_numpy() / self.idcg.to_numpy()).mean())
+
+
+def model_names_in(pool: pd.DataFrame) -> list[str]:
+    return [c.removeprefix("z_") for c in pool.columns if c.startswith("z_")]
