@@ -22,7 +22,9 @@ from fusion_tasks.training_data import TrainingData, load_relevance
 BATCH_USERS = 256
 # context columns of every pool, and the modality each comes from
 CONTEXT_FEATURES = {"user_activity": "behavior", "user_has_social": "social", "item_has_content": "content",
-                    "item_popularity": "behavior"}
+                    "item_popularity": "behavior", "user_category_share": "content", "user_ties": "social"}
+# raw columns for methods that embed them (not linear features): the item's category (0: unknown)
+RAW_FEATURES = {"item_category": "content"}
 
 
 def context_columns(modalities) -> tuple[str, ...]:
@@ -74,6 +76,11 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
     has_content = (data.features["content"]["has_content"] if data.has("content")
                    else np.zeros(data.n_items, dtype=bool))
     popularity = np.asarray((data.interactions > 0).sum(axis=0)).ravel()
+    ties = (np.diff(data.features["social"]["adjacency"].indptr) if data.has("social")
+            else np.zeros(data.n_users, dtype=int))
+    category = (data.features["content"]["category_idx"] if data.has("content")
+                else np.zeros(data.n_items, dtype="int32"))
+    share = _category_share(data.interactions, category)
     parts = []
     for start in range(0, len(users), BATCH_USERS):
         batch = users[start:start + BATCH_USERS]
@@ -100,8 +107,24 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
         part["user_has_social"] = has_social[batch[rows]].astype("int8")
         part["item_has_content"] = has_content[cols].astype("int8")
         part["item_popularity"] = np.log1p(popularity[cols]).astype("float32")
+        part["user_category_share"] = np.asarray(share[batch[rows], category[cols]]).ravel().astype("float32")
+        part["user_ties"] = np.log1p(ties[batch[rows]]).astype("float32")
+        part["item_category"] = category[cols].astype("int32")
         parts.append(pd.DataFrame(part))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _category_share(interactions, category: np.ndarray):
+    """Users x (categories + 1): each user's share of interactions per item category (column 0:
+    items of unknown category, kept at 0)."""
+    from scipy import sparse
+
+    n_cat = int(category.max()) + 1 if len(category) else 1
+    known = np.flatnonzero(category > 0)
+    onehot = sparse.csr_matrix((np.ones(len(known)), (known, category[known])), shape=(len(category), n_cat))
+    counts = sparse.csr_matrix((interactions > 0).astype("float32") @ onehot)
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    return (sparse.diags(np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)) @ counts).toarray()
 
 
 def _standardise_and_top(scores: np.ndarray, valid: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

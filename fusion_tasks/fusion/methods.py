@@ -75,7 +75,7 @@ def fit_with_cv(method: FusionMethod, data: FitInput) -> dict[str, Any]:
         cv[fold.name] = pool_ndcg(fold.pool, method.scores(held, fold.pool), fold.n_relevant, data.k)
     return {"method": method.name, "fitted": fitted, "cv_ndcg": float(np.mean(list(cv.values()))),
             "cv_ndcg_per_fold": cv, "k": data.k, "folds": [f.name for f in data.folds],
-            "fit_seconds": round(time.perf_counter() - started, 3)}
+            "fit_seconds": round(time.perf_counter() - started, 3)}  # not written: reruns write identical files
 
 
 def fit_method(root: DataRoot, config: RunConfig, name: str) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def fit_method(root: DataRoot, config: RunConfig, name: str) -> dict[str, Any]:
     data = FitInput(folds=folds, models=tuple(model_names_in(folds[0].pool)),
                     context=context_columns(config.modalities), k=config.top_k, seed=config.seed_for(name))
     result = fit_with_cv(get(name), data)
-    write_json(root.fused(config.as_of_date) / f"{name}.json", result)
+    write_json(root.fused(config.as_of_date) / f"{name}.json", {k: v for k, v in result.items() if k != "fit_seconds"})
     return result
 
 

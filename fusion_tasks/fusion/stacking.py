@@ -6,8 +6,8 @@ signal for the user, and the z-score times the user's activity and times whether
 ties (so the learner can trust a model more for heavy users, or for users with ties); plus the
 context columns of the run's modalities and item popularity times user activity. Its weights are
 plain JSON. The form stays linear in these features, so each modality's contribution to a score
-is exact: a model's terms belong to its modality, the context terms and the intercept to
-``context``.
+is exact: a model's terms belong to its modality, each context term to the modality it comes
+from (activity and popularity: behaviour), and the intercept to ``context``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fusion_tasks.fusion.base import FitInput, FusionMethod, empty_contributions, group_of
+from fusion_tasks.fusion.candidates import CONTEXT_FEATURES
 
 MODEL_FEATURES = ("z", "rr", "avail", "zxactivity", "zxsocial")  # per model: <feature>:<model>
 
@@ -55,7 +56,10 @@ class Stacking(FusionMethod):
         out = empty_contributions(pool)
         for j, column in enumerate(columns):
             feature, _, model = column.partition(":")
-            group = group_of(model) if feature in MODEL_FEATURES and model else "context"
+            if feature in MODEL_FEATURES and model:
+                group = group_of(model)
+            else:
+                group = CONTEXT_FEATURES.get(column, "behavior")  # popularityxactivity: behaviour
             out[f"contribution_{group}"] += terms[:, j]
         out["contribution_context"] += fitted["intercept"]
         return out
