@@ -49,7 +49,6 @@ CONF: dict[str, Any] = {"holdout_days": 90, "validation_days": 90, "n_folds": 3,
 GATE_ONLY = ("ndcg_floor", "regression_tolerance")  # decide publishing only: a run differing in them is reused
 LONG_TAIL_HEAD_SHARE = 0.2
 COLD_MAX_HISTORY = 5
-FUSION = ("weighted_sum", "stacking")
 OUT = PROJECT_ROOT / "bench" / "out"
 
 
@@ -95,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         result = aggregate(per_date, conf, [dt.date.fromisoformat(p["info"]["date"]) for p in per_date], timings)
         result["wall_seconds"] = round(time.perf_counter() - started, 1)
         result["complete"] = len(per_date) == len(dates)
+        result["plot"] = str(plot_per_origin(result).relative_to(PROJECT_ROOT))
         (args.out / "quality.json").write_text(json.dumps(result, indent=1, default=_json) + "\n")
         args.markdown.write_text(markdown(result))
     log(f"wrote {args.markdown} and {args.out / 'quality.json'} in {result['wall_seconds']:.0f}s")
@@ -307,6 +307,10 @@ def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd
         recs = as_recs(ctx, ranked["user_idx"].to_numpy(), ranked["item_idx"].to_numpy(), ranked["rank"].to_numpy())
         lists[f"fusion: {method}"], info["dropped_by_candidate_rule"][method] = enforce_candidates(ctx, recs, kmax)
 
+    for label, recs in ablation_lists(root, config, pool, fitted, info).items():
+        lists[label], info["dropped_by_candidate_rule"][label] = enforce_candidates(ctx, as_recs(
+            ctx, recs["user_idx"].to_numpy(), recs["item_idx"].to_numpy(), recs["rank"].to_numpy()), kmax)
+
     # baselines: tune on (D-90, D] with data up to D-90, refit on data up to D
     vctx = context(root, config, "test")
     vrel = first_time_pairs(events, vctx, config.test_origin, day)
@@ -368,6 +372,46 @@ def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd
     return {"per_user": pd.concat(rows, ignore_index=True), "info": info}
 
 
+ABLATIONS = {"behavior only": ("behavior",), "behavior + content": ("behavior", "content"),
+             "behavior + social": ("behavior", "social")}
+
+
+def ablation_lists(root: DataRoot, config: RunConfig, pool: pd.DataFrame, fitted: dict[str, dict[str, Any]],
+                   info: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """The published fusion refitted on fewer modalities, and without the deep fusion method.
+
+    For each modality subset, every fusion method of the run is refitted on the DAG's validation
+    fold pools with only the base models (and context columns) of those modalities, the method
+    with the best leave-one-fold-out NDCG is chosen as the DAG chooses, and its top-K of the final
+    pool is the list. "all modalities" reuses the DAG's own fits (so it is the published choice);
+    "all, no deep fusion" chooses among the other methods only.
+    """
+    from fusion_tasks import models
+    from fusion_tasks.fusion import methods
+    from fusion_tasks.fusion.candidates import context_columns
+
+    kmax = max(KS)
+    folds = methods.fold_pools(root, config)
+    names = methods.model_names_in(pool)
+    out: dict[str, pd.DataFrame] = {}
+    info["ablation"] = {}
+
+    def chosen_list(label: str, results: dict[str, dict[str, Any]]) -> None:
+        best = methods.choose_method(results)
+        info["ablation"][label] = {"chosen": best, "cv_ndcg": {m: r["cv_ndcg"] for m, r in results.items()}}
+        out[f"ablation: {label}"] = methods.top_k(pool, methods.fused_scores(best, results[best], pool), kmax)
+
+    for label, subset in ABLATIONS.items():
+        kept = tuple(n for n in names if set(models.get(n).modalities) <= set(subset))
+        data = methods.FitInput(folds=folds, models=kept, context=context_columns(subset), k=config.top_k,
+                                seed=config.seed_for("ablation", label))
+        chosen_list(label, {m: methods.fit_with_cv(methods.get(m), data) for m in config.methods})
+    chosen_list("all modalities", fitted)
+    if "deep_fusion" in fitted and len(fitted) > 1:
+        chosen_list("all, no deep fusion", {m: r for m, r in fitted.items() if m != "deep_fusion"})
+    return out
+
+
 def _dag_holdout(root: DataRoot, day: dt.date) -> dict[str, Any]:
     report = root.read_published_metrics(day)
     return {"chosen": report["chosen_method"], "k": report["k"],
@@ -406,6 +450,18 @@ def aggregate(per_date: list[dict[str, Any]], conf: dict[str, Any], dates: list[
                               "z": float(diff.mean() / se) if se > 0 else float("nan"),
                               "ratio": float(both[best_fusion].mean() / both[other].mean())
                               if both[other].mean() > 0 else float("nan")}
+    ablation = {}
+    reference = "ablation: all modalities"
+    for name in [n for n in names if n.startswith("ablation: ")]:
+        both = wide[[name, reference]].dropna()
+        diff = (both[name] - both[reference]).to_numpy()
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+        ablation[name.removeprefix("ablation: ")] = {
+            "ndcg": float(both[name].mean()), "ndcg_se": float(both[name].std(ddof=1) / np.sqrt(len(both))),
+            "diff_vs_all": float(diff.mean()), "se_diff": se,
+            "z": float(diff.mean() / se) if se and se > 0 else float("nan"), "n_pairs": len(diff)}
+    per_origin = {name: {d: float(v) for d, v in main.loc[main["list"] == name].groupby("date")["ndcg"].mean().items()}
+                  for name in names}
     fit_seconds: dict[str, float] = {}
     score_seconds: dict[str, float] = {}
     for i in infos:
@@ -419,7 +475,8 @@ def aggregate(per_date: list[dict[str, Any]], conf: dict[str, Any], dates: list[
             if "final" in fits:
                 fit_seconds[f"base: {model}"] = fit_seconds.get(f"base: {model}", 0.0) + fits["final"] / len(infos)
     return {"dates": [d.isoformat() for d in dates], "conf": conf, "horizon_days": HORIZON_DAYS,
-            "tables": tables, "comparisons": comparisons, "fit_seconds": fit_seconds,
+            "tables": tables, "comparisons": comparisons, "ablation": ablation, "per_origin": per_origin,
+            "fit_seconds": fit_seconds,
             "score_seconds": score_seconds, "per_date": infos, "timings": timings,
             "users_evaluated": {k: int(v) for k, v in main.groupby("list").size().items()}}
 
@@ -442,6 +499,35 @@ def _fmt_table(table: dict[str, Any], k: int, result: dict[str, Any], timing: bo
         cells.append(str(v["n_users"]))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+PLOT = PROJECT_ROOT / "bench" / "plots" / "quality_ndcg_per_origin.png"
+
+
+def plot_per_origin(result: dict[str, Any], path: Path = PLOT) -> Path:
+    """A line per list (published, ablations, base models, baselines): NDCG@10 at each origin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 6), dpi=110)
+    for name, points in sorted(result["per_origin"].items()):
+        dates = sorted(points)
+        style = "-" if name.startswith(("published", "ablation")) else (":" if name.startswith("baseline") else "--")
+        width = 2.6 if name.startswith("published") else 1.2
+        ax.plot([dt.date.fromisoformat(d) for d in dates], [points[d] for d in dates], style, lw=width,
+                marker="o", ms=3, label=name)
+    ax.set_ylabel("NDCG@10 (main variant)")
+    ax.set_xlabel("origin D (test window: the following 90 days)")
+    ax.set_title("Ciao: NDCG@10 per origin and list")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def task_durations(path: Path) -> dict[str, float]:
@@ -486,7 +572,7 @@ def markdown(result: dict[str, Any]) -> str:
         "restricted to items known by D.",
         "* Published = the chosen fusion method's published top-20 (cut at 10 for K=10). Base models: their own "
         "top-K from `fused/ds=D/pool_origin=final.parquet` (rank_<model>). Fusion methods: "
-        "`fusion_tasks.fusion.methods.fused_scores` with `fused/ds=D/{weighted_sum,stacking}.json` on that pool.",
+        "`fusion_tasks.fusion.methods.fused_scores` with `fused/ds=D/<method>.json` on that pool.",
         "* Baselines (`bench/baselines.py`) use all history ≤ D; hyperparameters from a small grid chosen by "
         "NDCG@10 on (D-90, D] with a fit on ≤ D-90, then refitted on ≤ D. EASE is dense: it models only the "
         "5,000 most popular items known by D with ≥ 2 users (other items rank last; a 10,000-item inverse "
@@ -509,6 +595,18 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{c['ratio']:.3f} |")
     lines += ["", "Targets: ratio ≥ 1.10 vs the best single base model and ≥ 1.05 vs the best baseline, with the "
               "difference > 2 SE. \"Best\" is picked on this same table (optimistic for the other side too).", ""]
+    if result.get("ablation"):
+        lines += ["## Modality ablation (main variant, K = 10, paired per (user, date) against all modalities)", "",
+                  "The published fusion refitted on the DAG's validation fold pools with the base models and context "
+                  "columns of fewer modalities (every fusion method refitted, the best leave-one-fold-out NDCG "
+                  "chosen, as in the DAG), and with the deep fusion method left out.", "",
+                  "| fused modalities | NDCG@10 ± SE | diff vs all ± SE | z | pairs |", "|---|---|---|---|---|"]
+        for label, a in result["ablation"].items():
+            lines.append(f"| {label} | {a['ndcg']:.4f} ± {a['ndcg_se']:.4f} | {a['diff_vs_all']:+.4f} ± "
+                         f"{a['se_diff']:.4f} | {a['z']:.2f} | {a['n_pairs']} |")
+        lines += [""]
+    if result.get("plot"):
+        lines += ["## NDCG@10 per origin", "", f"![NDCG@10 per origin and list]({result['plot']})", ""]
     for key, title in (("main@10", "All lists, main variant, K = 10"), ("main@20", "Main variant, K = 20"),
                        ("known_items@10", "Known-items variant, K = 10"),
                        ("known_items@20", "Known-items variant, K = 20")):

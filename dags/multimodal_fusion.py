@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 MODALITIES = ["behavior", "content", "social"]  # the extract tasks; each must be in fusion_tasks.modalities
 # the train tasks; each in fusion_tasks.models
-MODELS = ["popularity", "als", "item_knn", "ease", "content", "social", "deep"]
+MODELS = ["popularity", "als", "item_knn", "ease", "content", "social"]
 METHODS = ["weighted_sum", "stacking"]
 TRAINING_POOL = "fusion_training"
 
@@ -67,6 +67,12 @@ PARAMS = {
     "history_days": Param(0, type="integer", minimum=0, description="Days of behaviour history to train on "
                                                                      "(0: all). Items a user did earlier are "
                                                                      "still never recommended to them."),
+    "tune_models": Param(True, type="boolean", title="Tune base models",
+                         description="Tune every base model's hyperparameters on the validation folds "
+                                     "(coordinate search over each model's search space)."),
+    "tuning_budget_seconds": Param(600, type="number", exclusiveMinimum=0, title="Tuning budget (s)",
+                                   description="Time budget per model for tuning; a model whose default "
+                                               "setting alone exceeds it fails its training task."),
 }
 
 DEFAULT_ARGS = {
@@ -157,7 +163,10 @@ def multimodal_fusion():
             config = _config(spec)
             if not models.is_enabled(name, config):
                 raise AirflowSkipException(f"{name} needs modalities that are not selected")
-            manifest = models.train_model(_root(spec), config, name)
+            try:
+                manifest = models.train_model(_root(spec), config, name)
+            except models.TuningBudgetError as err:
+                raise AirflowFailException(str(err)) from None  # the same budget would fail again
             return {"model": name, "fit_seconds": {o: f["fit_seconds"] for o, f in manifest["fits"].items()}}
 
         return train

@@ -48,6 +48,8 @@ class RunConfig:
     ndcg_floor: float = 0.005
     regression_tolerance: float = 0.25
     history_days: int = 0  # training window; 0: all history. Past items are excluded over all history.
+    tune_models: bool = True  # tune every base model on the validation folds
+    tuning_budget_seconds: float = 600.0  # per model; a default setting over it fails the training task
 
     def __post_init__(self) -> None:
         unknown = set(self.modalities) - set(MODALITIES)
@@ -67,6 +69,8 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.candidates_per_model < self.top_k:
             raise ValueError("candidates_per_model must be >= top_k")
+        if self.tuning_budget_seconds <= 0:
+            raise ValueError(f"tuning_budget_seconds must be > 0, got {self.tuning_budget_seconds}")
         if not 0 <= self.max_quarantine_share <= 1:
             raise ValueError("max_quarantine_share must be within [0, 1]")
 

@@ -34,6 +34,29 @@ class SyntheticSpec:
     share_late_users: float = 0.15
     malformed_rows_per_day: float = 0.3
     seed: int = 7
+    # how strongly each kind of data drives what users do (the defaults: every modality matters)
+    content_signal: float = 1.2  # taste for categories (what content reveals)
+    behavior_signal: float = 0.6  # latent taste that only co-occurrence reveals
+    quality_signal: float = 1.0  # item quality: what popularity reveals
+    social_signal: float = 1.8  # copying what followed users did recently
+    share_released_later: float = 0.3  # items released during the period (only content knows them early)
+
+    @classmethod
+    def regime(cls, name: str, **overrides: Any) -> SyntheticSpec:
+        """A world where one kind of data dominates: ``behavior`` (tastes only co-occurrence reveals,
+        categories and ties carry nothing), ``content`` (category tastes and many new items),
+        ``social`` (users mostly copy the people they follow) or ``cold_start`` (half the users
+        join late, many new items: content and ties are all there is for them)."""
+        regimes = {
+            "behavior": dict(content_signal=0.0, behavior_signal=2.5, quality_signal=0.5, social_signal=0.0),
+            "content": dict(content_signal=3.0, behavior_signal=0.2, quality_signal=0.3, social_signal=0.0,
+                            share_released_later=0.6),
+            "social": dict(content_signal=0.0, behavior_signal=0.2, quality_signal=0.3, social_signal=4.0),
+            "cold_start": dict(share_late_users=0.5, share_released_later=0.6),
+        }
+        if name not in regimes:
+            raise ValueError(f"unknown regime {name!r}; known: {sorted(regimes)}")
+        return cls(**{**regimes[name], **overrides})
 
     @property
     def end(self) -> dt.date:
@@ -59,7 +82,7 @@ def generate(root: DataRoot, spec: SyntheticSpec = SyntheticSpec()) -> dict[str,
     item_cat = rng.integers(0, n_c, n_i)
     item_vec = rng.normal(0, 1, (n_i, spec.n_factors))
     quality = rng.normal(0, 0.7, n_i)
-    release = np.where(rng.random(n_i) < 0.3, rng.integers(1, spec.n_days, n_i), 0)
+    release = np.where(rng.random(n_i) < spec.share_released_later, rng.integers(1, spec.n_days, n_i), 0)
     has_content = rng.random(n_i) >= spec.share_no_content
 
     # Follow ties: mostly towards users who share the favourite category.
@@ -73,14 +96,15 @@ def generate(root: DataRoot, spec: SyntheticSpec = SyntheticSpec()) -> dict[str,
         picks.append(rng.choice(other, size=1, replace=False))
         adjacency[u, np.concatenate(picks)] = True
 
-    affinity = (np.log(taste[:, item_cat] + 1e-3) * 1.2 + 0.6 * user_vec @ item_vec.T / np.sqrt(spec.n_factors)
-                + quality[None, :])
+    affinity = (np.log(taste[:, item_cat] + 1e-3) * spec.content_signal
+                + spec.behavior_signal * user_vec @ item_vec.T / np.sqrt(spec.n_factors)
+                + spec.quality_signal * quality[None, :])
     seen = np.zeros((n_u, n_i), dtype=bool)
     recent = np.zeros((n_u, n_i), dtype=float)  # exponentially decayed record of recent interactions
     rows: list[tuple[int, int, int, str, float, int]] = []
     for day in range(spec.n_days):
         social_push = adjacency.astype(float) @ recent
-        logits = affinity + 1.8 * np.minimum(social_push, 2.0)
+        logits = affinity + spec.social_signal * np.minimum(social_push, 2.0)
         logits[:, release > day] = -np.inf
         logits[seen] = -np.inf
         active = (rng.random(n_u) < spec.daily_activity) & (join_day <= day)

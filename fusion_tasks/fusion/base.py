@@ -97,33 +97,42 @@ def pool_ndcg(pool: pd.DataFrame, scores: np.ndarray, n_relevant: pd.Series, k: 
 class PoolRanker:
     """Fast repeated NDCG@k of one pool under many score vectors (the weight search's objective).
 
-    Sorting the whole pool per score vector is what made the search slow; here the pool is grouped
-    by user once, and each evaluation sorts within users by one ``lexsort`` on (user, -score, item).
+    Only users with a relevant item in the pool can score above 0, whatever the scores, so the
+    others are dropped once (they still count in the mean). The kept rows are laid out once as a
+    users x candidates matrix in item order, so each evaluation is one stable row-wise sort (ties
+    broken by item index, as in ``top_k``).
     """
 
     def __init__(self, pool: pd.DataFrame, n_relevant: pd.Series, k: int) -> None:
-        self.users = pool["user_idx"].to_numpy()
-        self.items = pool["item_idx"].to_numpy()
-        self.labels = pool["label"].to_numpy().astype("float64")
-        self.k = k
-        self.n_relevant = n_relevant
-        codes, uniques = pd.factorize(self.users, sort=True)
-        self.codes = codes
-        self.user_ids = uniques
+        users = pool["user_idx"].to_numpy()
+        labels = pool["label"].to_numpy()
+        rows = np.flatnonzero(np.isin(users, np.unique(users[labels > 0])))
+        rows = rows[np.lexsort((pool["item_idx"].to_numpy()[rows], users[rows]))]
+        codes, self.user_ids = pd.factorize(users[rows], sort=True)
+        counts = np.bincount(codes, minlength=len(self.user_ids))
+        width = int(counts.max()) if len(counts) else 0
+        column = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        self.rows, self.cell = rows, (codes, column)
+        self.shape = (len(self.user_ids), width)
+        self.labels = np.zeros(self.shape, dtype=bool)
+        self.labels[self.cell] = labels[rows] > 0
+        self.k = min(k, width)
         ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
-        self.idcg = pd.Series(ideal[np.minimum(n_relevant.to_numpy(), k) - 1], index=n_relevant.index)
-        self.discount = 1.0 / np.log2(np.arange(k) + 2)
+        idcg = pd.Series(ideal[np.minimum(n_relevant.to_numpy(), k) - 1], index=n_relevant.index)
+        self.idcg = idcg.reindex(self.user_ids).to_numpy()
+        self.n_users = len(n_relevant)
+        self.discount = 1.0 / np.log2(np.arange(self.k) + 2)
 
     def ndcg(self, scores: np.ndarray) -> float:
-        order = np.lexsort((self.items, -scores, self.codes))
-        codes = self.codes[order]
-        labels = self.labels[order]
-        starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
-        rank = np.arange(len(codes)) - np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
-        keep = (rank < self.k) & (labels > 0)
-        dcg = np.bincount(codes[keep], weights=self.discount[rank[keep]], minlength=len(self.user_ids))
-        per_user = pd.Series(dcg, index=self.user_ids).reindex(self.n_relevant.index, fill_value=0.0)
-        return float((per_user.to_numpy() / self.idcg.to_numpy()).mean())
+        """Mean NDCG@k over every user of ``n_relevant``; ``scores`` covers every row of the pool."""
+        if not len(self.rows):
+            return 0.0
+        matrix = np.full(self.shape, np.inf)
+        matrix[self.cell] = -scores[self.rows]
+        top = np.argsort(matrix, axis=1, kind="stable")[:, : self.k]
+        hits = np.take_along_axis(self.labels, top, axis=1)
+        dcg = hits @ self.discount
+        return float((dcg / self.idcg).sum() / self.n_users)
 
 
 def model_names_in(pool: pd.DataFrame) -> list[str]:

@@ -42,7 +42,7 @@ class Stacking(FusionMethod):
         y = frame["label"].to_numpy()[rows]
         mean, std = x.mean(axis=0), x.std(axis=0)
         std[std < 1e-9] = 1.0
-        meta = LogisticRegression(C=self.c, max_iter=2000, random_state=data.seed).fit((x - mean) / std, y)
+        meta = LogisticRegression(C=self.c, max_iter=500, random_state=data.seed).fit((x - mean) / std, y)
         return {**spec, "columns": columns, "mean": mean.tolist(), "std": std.tolist(),
                 "coef": meta.coef_[0].tolist(), "intercept": float(meta.intercept_[0]),
                 "training_rows": int(len(rows)), "positives": int(y.sum())}

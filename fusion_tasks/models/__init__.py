@@ -1,6 +1,8 @@
 """The registry of base recommenders, and the one function that trains a model for a run.
 
 A new model subclasses ``BaseRecommender``, passes ``tests/models/test_contract.py`` and is listed here.
+Every model is tuned per run on the validation folds (``fusion_tasks.models.tuning``) before it is
+fitted at the test and final origins with the chosen setting.
 """
 
 from __future__ import annotations
@@ -12,18 +14,18 @@ from fusion_tasks.config import RunConfig
 from fusion_tasks.models.als import ALSRecommender
 from fusion_tasks.models.base import BaseRecommender
 from fusion_tasks.models.content import ContentRecommender
-from fusion_tasks.models.deep import DeepFusionRecommender
 from fusion_tasks.models.ease import EASERecommender
 from fusion_tasks.models.item_knn import ItemKNNRecommender
 from fusion_tasks.models.popularity import PopularityRecommender
 from fusion_tasks.models.social import SocialRecommender
-from fusion_tasks.storage import DataRoot, write_json
-from fusion_tasks.training_data import TrainingData
+from fusion_tasks.models.tuning import Fold, TuningBudgetError, tune
+from fusion_tasks.storage import DataRoot, read_json, write_json
+from fusion_tasks.training_data import TrainingData, load_relevance
 
 REGISTRY: dict[str, type[BaseRecommender]] = {
     cls.name: cls
     for cls in (PopularityRecommender, ALSRecommender, ItemKNNRecommender, EASERecommender, ContentRecommender,
-                SocialRecommender, DeepFusionRecommender)
+                SocialRecommender)
 }
 
 
@@ -39,38 +41,64 @@ def is_enabled(name: str, config: RunConfig) -> bool:
     return set(get(name).modalities) <= set(config.modalities)
 
 
-def make(name: str, config: RunConfig, origin: str) -> BaseRecommender:
-    """A fresh model with its seed derived from the run (if it takes one)."""
-    cls = get(name)
-    model = cls()
+def make(name: str, config: RunConfig, origin: str, params: dict[str, Any] | None = None) -> BaseRecommender:
+    """A fresh model with ``params`` and its seed derived from the run (if it takes one)."""
+    model = get(name)(**(params or {}))
     if "random_state" in model.get_params():
         model.random_state = config.seed_for(name, origin)
     return model
 
 
 def train_model(root: DataRoot, config: RunConfig, name: str) -> dict[str, Any]:
-    """Fit ``name`` at every origin of the run and save each fit under ``models/<name>/ds=D/``.
+    """Tune ``name`` on the validation folds, then fit it at every origin; save each fit under
+    ``models/<name>/ds=D/origin=<origin>/``.
 
-    Returns a manifest (origins, folders, fit seconds). Raises ``ValueError`` if the model needs a
-    modality the run did not select.
+    Returns the manifest written beside the fits: origins, folders, fit seconds and the tuning
+    (chosen setting, its fold NDCG@K, every setting tried). Raises ``ValueError`` if the model needs
+    a modality the run did not select, ``TuningBudgetError`` if the budget cannot cover its default.
     """
     if not is_enabled(name, config):
         raise ValueError(f"model {name} needs modalities {get(name).modalities}; run has {config.modalities}")
+    cls = get(name)
+    origins = config.origins()
+    folds = [Fold(o, TrainingData.load(root, config, o), load_relevance(root, config, o))
+             for o in origins if o.startswith("fold")]
+    started = time.perf_counter()
+    if config.tune_models and cls.search_space:
+        result = tune(cls, folds, config.top_k, config.tuning_budget_seconds,
+                      lambda _cls, params, origin: make(name, config, origin, params))
+        params, fold_fits, tuning = result.params, result.fitted, result.summary()
+    else:
+        params = {}
+        fold_fits = {f.name: make(name, config, f.name).fit(f.data) for f in folds}
+        tuning = {"chosen": {}, "fold_ndcg": None, "trials": [], "skipped": "tune_models is off"
+                  if cls.search_space else "no search space"}
+    tuning_seconds = time.perf_counter() - started
     fits = {}
-    for origin in config.origins():
-        data = TrainingData.load(root, config, origin)
-        started = time.perf_counter()
-        model = make(name, config, origin).fit(data)
-        seconds = time.perf_counter() - started
+    for origin in origins:
+        t0 = time.perf_counter()
+        model = fold_fits.get(origin) or make(name, config, origin, params).fit(TrainingData.load(root, config, origin))
         folder = model.save(root.model_dir(name, config.as_of_date, origin))
-        fits[origin] = {"path": str(folder), "fit_seconds": round(seconds, 3)}
-    manifest = {"model": name, "as_of_date": config.as_of_date.isoformat(), "fits": fits}
-    write_json(root.model_dir(name, config.as_of_date, "final").parent / "manifest.json", manifest)
+        fits[origin] = {"path": str(folder), "fit_seconds": round(time.perf_counter() - t0, 3)}
+    manifest = {"model": name, "as_of_date": config.as_of_date.isoformat(), "params": model.get_params(),
+                "tuning": tuning, "tuning_seconds": round(tuning_seconds, 3), "fits": fits}
+    write_json(manifest_path(root, config, name), manifest)
     return manifest
+
+
+def manifest_path(root: DataRoot, config: RunConfig, name: str):
+    return root.model_dir(name, config.as_of_date, "final").parent / "manifest.json"
+
+
+def load_tuning(root: DataRoot, config: RunConfig, name: str) -> dict[str, Any]:
+    """What the run chose for ``name``: its parameters and the tuning record (see ``train_model``)."""
+    manifest = read_json(manifest_path(root, config, name))
+    return {"params": manifest["params"], **manifest["tuning"]}
 
 
 def load_fitted(root: DataRoot, config: RunConfig, name: str, origin: str) -> BaseRecommender:
     return get(name).load(root.model_dir(name, config.as_of_date, origin))
 
 
-__all__ = ["REGISTRY", "BaseRecommender", "get", "is_enabled", "load_fitted", "make", "train_model"]
+__all__ = ["REGISTRY", "BaseRecommender", "TuningBudgetError", "get", "is_enabled", "load_fitted", "load_tuning",
+           "make", "train_model"]

@@ -27,6 +27,9 @@ class BaseRecommender:
     name: ClassVar[str]
     modalities: ClassVar[tuple[str, ...]] = ("behavior",)
     group: ClassVar[str] = "behavior"
+    #: Values tried per parameter when a run tunes the model on its validation folds (the first value
+    #: of each is the default). The search is coordinate-wise: see ``fusion_tasks.models.tuning``.
+    search_space: ClassVar[dict[str, tuple]] = {}
 
     def fit(self, data: TrainingData) -> BaseRecommender:
         raise NotImplementedError

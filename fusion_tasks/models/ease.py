@@ -12,6 +12,8 @@ then leaves the ranking to the other models).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from fusion_tasks.models.base import BaseRecommender, dense_rows
@@ -22,6 +24,7 @@ class EASERecommender(BaseRecommender):
     name = "ease"
     modalities = ("behavior",)
     group = "behavior"
+    search_space: ClassVar[dict[str, tuple]] = {"l2": (200.0, 50.0, 800.0, 3000.0)}
 
     def __init__(self, l2: float = 200.0, max_items: int = 5000, min_users: int = 2) -> None:
         self.l2 = l2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from scipy import sparse
 
@@ -17,6 +19,11 @@ class ItemKNNRecommender(BaseRecommender):
     name = "item_knn"
     modalities = ("behavior",)
     group = "behavior"
+    search_space: ClassVar[dict[str, tuple]] = {
+        "half_life_days": (180.0, 0.0, 30.0),
+        "neighbours": (100, 25, 400),
+        "shrink": (10.0, 100.0),
+    }
 
     def __init__(self, neighbours: int = 100, shrink: float = 10.0, half_life_days: float = 180.0) -> None:
         self.neighbours = neighbours

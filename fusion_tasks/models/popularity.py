@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from fusion_tasks.models.base import BaseRecommender, decayed_interactions
@@ -14,6 +16,7 @@ class PopularityRecommender(BaseRecommender):
     name = "popularity"
     modalities = ("behavior",)
     group = "behavior"
+    search_space: ClassVar[dict[str, tuple]] = {"half_life_days": (30.0, 0.0, 7.0, 90.0, 365.0)}
 
     def __init__(self, half_life_days: float = 30.0) -> None:
         self.half_life_days = half_life_days

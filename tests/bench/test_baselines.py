@@ -57,3 +57,13 @@ def test_implicit_models_score_every_item(name):
     model = factory(**params).fit(X, seed=1)
     scores = model.score(np.array([0, 1]))
     assert scores.shape == (2, 5) and np.isfinite(scores).all()
+
+
+def test_decayed_pop_counts_a_pair_once_by_its_latest_day_and_decays_with_age():
+    # item 0: one user, twice (100 and 10 days ago: counts once, 10 days ago); item 1: two users 30 days ago
+    users, items = np.array([0, 0, 1, 2]), np.array([0, 0, 1, 1])
+    days = np.array([0, 90, 70, 70])
+    model = baselines.DecayedPop(half_life_days=10).fit(X, events_day=days, origin_day=100, events=(users, items))
+    np.testing.assert_allclose(model.pop_[:2], [0.5, 2 * 0.125], rtol=1e-6)
+    slow = baselines.DecayedPop(half_life_days=1000).fit(X, events_day=days, origin_day=100, events=(users, items))
+    assert slow.pop_.argmax() == 1  # with a long half-life the two-user item wins

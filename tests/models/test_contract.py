@@ -17,7 +17,6 @@ from fusion_tasks.modalities.base import Vocabulary
 from fusion_tasks.models.als import ALSRecommender
 from fusion_tasks.models.base import BaseRecommender
 from fusion_tasks.models.content import ContentRecommender
-from fusion_tasks.models.deep import DeepFusionRecommender, most_recent_pairs
 from fusion_tasks.models.ease import EASERecommender
 from fusion_tasks.models.popularity import PopularityRecommender
 from fusion_tasks.models.social import SocialRecommender
@@ -29,8 +28,8 @@ from fusion_tasks.training_data import TrainingData, build_training_data
 NAMES = sorted(models.REGISTRY)
 
 
-def model_params(name: str) -> list:
-    return [pytest.param(name, marks=pytest.mark.slow) if name == "deep" else name for name in NAMES]
+def model_params(names: list[str]) -> list[str]:
+    return list(names)
 
 
 @pytest.fixture(scope="module")
@@ -127,11 +126,8 @@ def test_same_random_state_gives_the_same_scores(name: str, data: TrainingData, 
     model = fit_once(name, data, fitted)
     again = models.get(name)(**model.get_params()).fit(data)
     users = np.arange(data.n_users)
-    if name == "deep":
-        np.testing.assert_allclose(again.score(users), model.score(users), rtol=1e-5, atol=1e-5)
-    else:
-        np.testing.assert_array_equal(again.score(users), model.score(users))
-    if "random_state" in model.get_params() and name != "deep":
+    np.testing.assert_array_equal(again.score(users), model.score(users))
+    if "random_state" in model.get_params():
         other = models.get(name)(**{**model.get_params(), "random_state": 12345}).fit(data)
         assert not np.allclose(other.score(users), model.score(users)), "random_state must be used"
 
@@ -212,18 +208,31 @@ def test_social_recommends_what_a_followed_user_did() -> None:
     # u0 follows u1; u1 follows u2; u3 has no ties. u1 did item 3, u2 did item 4, u0 did item 0.
     data = tiny([(0, 0, 1.0, 0), (1, 3, 2.0, 0), (2, 4, 1.0, 0), (3, 1, 1.0, 0)], n_users=4, n_items=5,
                 ties=[(0, 1), (1, 2)])
-    model = SocialRecommender(half_life_days=30, two_hop=0.3).fit(data)
+    model = SocialRecommender(half_life_days=0, two_hop=0.3, prior=0.0).fit(data)
     scores = model.score(np.arange(4))
-    np.testing.assert_allclose(scores[0], [0, 0, 0, 1.0, 0.3], rtol=1e-6)  # one hop 1.0, two hops 0.3
+    np.testing.assert_allclose(scores[0], [0, 0, 0, 1.0, 0.3], rtol=1e-6)  # one hop 1.0 (one vote), two hops 0.3
     np.testing.assert_allclose(scores[1], [0, 0, 0, 0, 1.0], rtol=1e-6)
     np.testing.assert_array_equal(scores[2], np.zeros(5))  # follows nobody
     np.testing.assert_array_equal(scores[3], np.zeros(5))
 
 
+def test_social_scores_the_share_of_ties_who_did_an_item_and_falls_back_to_popularity() -> None:
+    # u0 follows u1, u2, u3: two of them did item 0, one did item 1; items 2 and 3 only by others
+    # (item 2 by two users, item 3 by one); u4 has no ties
+    data = tiny([(1, 0, 1.0, 0), (2, 0, 5.0, 0), (3, 1, 1.0, 0), (5, 2, 1.0, 0), (6, 2, 1.0, 0), (5, 3, 1.0, 0)],
+                n_users=7, n_items=4, ties=[(0, 1), (0, 2), (0, 3)])
+    model = SocialRecommender(half_life_days=0, two_hop=0.0, prior=0.1).fit(data)
+    scores = model.score(np.array([0, 4]))
+    pop = np.array([2, 1, 2, 1]) / 2
+    np.testing.assert_allclose(scores[0], np.array([2 / 3, 1 / 3, 0, 0]) + 0.1 * pop, rtol=1e-6)
+    assert list(np.argsort(-scores[0], kind="stable")) == [0, 1, 2, 3]
+    np.testing.assert_allclose(scores[1], 0.1 * pop, rtol=1e-6)  # no ties: popularity alone
+
+
 def test_social_two_hop_does_not_recommend_the_user_own_items_through_a_cycle() -> None:
     # u0 <-> u1 (a cycle): the two-hop path u0 -> u1 -> u0 must not feed u0's own history back
     data = tiny([(0, 0, 1.0, 0), (1, 1, 1.0, 0)], n_users=2, n_items=2, ties=[(0, 1), (1, 0)])
-    scores = SocialRecommender(two_hop=0.3).fit(data).score(np.array([0]))
+    scores = SocialRecommender(two_hop=0.3, prior=0.0).fit(data).score(np.array([0]))
     np.testing.assert_allclose(scores[0], [0.0, 1.0], rtol=1e-6)
 
 
@@ -231,18 +240,35 @@ def test_content_ranks_an_item_of_the_user_category_first() -> None:
     # items 0-2 category 1, items 3-5 category 2, item 6 no content; u0 likes category 1, u1 category 2
     data = tiny([(0, 0, 1.0, 0), (0, 1, 1.0, 0), (1, 3, 1.0, 0), (1, 5, 1.0, 0)], n_users=3, n_items=7,
                 categories=[1, 1, 1, 2, 2, 2, 0])
-    scores = ContentRecommender().fit(data).score(np.arange(3))
-    np.testing.assert_allclose(scores[0], [1, 1, 1, 0, 0, 0, 0], atol=1e-6)
-    np.testing.assert_allclose(scores[1], [0, 0, 0, 1, 1, 1, 0], atol=1e-6)
-    np.testing.assert_array_equal(scores[2], np.zeros(7))  # no history
+    scores = ContentRecommender(smoothing=0.0).fit(data).score(np.arange(3))
+    # P(c | u) is 1 for the user's category; P(i | c) = (votes + 0.5) / category mass (2 + 1.5)
+    np.testing.assert_allclose(scores[0], [1.5 / 3.5, 1.5 / 3.5, 0.5 / 3.5, 0, 0, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(scores[1], [0, 0, 0, 1.5 / 3.5, 0.5 / 3.5, 1.5 / 3.5, 0], rtol=1e-6)
+    assert scores[2].sum() == 0  # no history and no smoothing: no signal
 
 
-def test_content_profile_mixes_categories_by_decayed_weight() -> None:
-    # u0: category 1 fresh (weight 1), category 2 one half-life ago (weight 1 -> 0.5)
-    data = tiny([(0, 0, 1.0, 0), (0, 2, 1.0, 60)], n_users=1, n_items=4, categories=[1, 1, 2, 2])
-    scores = ContentRecommender(half_life_days=60).fit(data).score(np.array([0]))[0]
-    norm = np.sqrt(1 + 0.25)
-    np.testing.assert_allclose(scores, [1 / norm, 1 / norm, 0.5 / norm, 0.5 / norm], rtol=1e-5)
+def test_content_smoothing_falls_back_to_popularity_within_categories() -> None:
+    # u0: two of category 1; u1 (no history) gets the catalogue's category shares (1/2 each)
+    data = tiny([(0, 0, 1.0, 0), (0, 1, 1.0, 0), (2, 3, 1.0, 0), (3, 3, 1.0, 0)], n_users=4, n_items=5,
+                categories=[1, 1, 1, 2, 2])
+    model = ContentRecommender(smoothing=2.0).fit(data)
+    shares = np.array([0.5, 0.5])  # catalogue: two events in each category
+    np.testing.assert_allclose(model.user_category_[0, 1:], (np.array([2, 0]) + 2 * shares) / 4, rtol=1e-6)
+    np.testing.assert_allclose(model.user_category_[1, 1:], shares, rtol=1e-6)
+    scores = model.score(np.array([1]))[0]
+    assert int(scores.argmax()) == 3  # the most popular item of an equally likely category
+    np.testing.assert_allclose(scores[3], 0.5 * 2.5 / 3.0, rtol=1e-6)
+
+
+def test_content_attributes_reorder_items_within_a_category() -> None:
+    # two items of category 1 with equal popularity; the user's profile matches item 1 by attributes only
+    data = tiny([(0, 0, 1.0, 0), (1, 1, 1.0, 0), (1, 2, 1.0, 0)], n_users=3, n_items=4, categories=[1, 1, 1, 2])
+    matrix = sparse.csr_matrix(np.array([[1, 0, 1], [1, 0, 1], [1, 1, 0], [0, 0, 0]], dtype="float32"))
+    data.features["content"]["matrix"] = matrix
+    plain = ContentRecommender(smoothing=0.0).fit(data).score(np.array([0]))[0]
+    assert plain[1] == plain[2]
+    ordered = ContentRecommender(smoothing=0.0, attribute_weight=1.0).fit(data).score(np.array([0]))[0]
+    assert ordered[1] > ordered[2]
 
 
 def block_data(n_per_block: int = 6) -> tuple[TrainingData, list[tuple[int, int]]]:
@@ -303,21 +329,12 @@ def test_ease_has_no_signal_for_a_user_whose_items_are_all_uncovered() -> None:
     assert scores[1, :2].min() > scores[1, 2:].max()
 
 
-@pytest.mark.slow
-def test_deep_ranks_the_missing_item_of_the_user_block_first() -> None:
-    data, held = block_data()
-    model = DeepFusionRecommender(dim=8, epochs=200, batch_size=64, learning_rate=0.02, random_state=1).fit(data)
-    scores = model.score(np.arange(data.n_users))
-    seen = data.interactions.toarray() > 0
-    hits = sum(int(np.where(seen[u], -np.inf, scores[u]).argmax()) == i for u, i in held)
-    assert hits >= 0.8 * len(held), hits
-
-
-def test_deep_trains_on_the_most_recently_active_pairs_when_over_its_budget() -> None:
-    # (user, item, weight, days ago): pair (0, 1) was first done long ago but again yesterday
-    data = tiny([(0, 0, 1.0, 50), (0, 1, 1.0, 90), (0, 1, 1.0, 1), (1, 2, 1.0, 10), (2, 3, 1.0, 10),
-                 (1, 0, 1.0, 30)], n_users=3, n_items=4)
-    pairs = data.interactions.tocoo()
-    keep = most_recent_pairs(data, pairs.row, pairs.col, 3)
-    assert sorted(zip(pairs.row[keep].tolist(), pairs.col[keep].tolist(), strict=True)) == [(0, 1), (1, 2), (2, 3)]
-    assert most_recent_pairs(data, pairs.row, pairs.col, 10).tolist() == list(range(len(pairs.row)))
+@pytest.mark.parametrize("name", NAMES)
+def test_search_space_starts_at_the_defaults_and_names_real_parameters(name: str) -> None:
+    cls = models.get(name)
+    defaults = cls().get_params()
+    for param, values in cls.search_space.items():
+        assert param in defaults, f"{name}.search_space names an unknown parameter {param}"
+        assert values[0] == defaults[param], f"{name}.{param}: the first value searched must be the default"
+        assert len(set(values)) == len(values)
+        cls(**{param: values[-1]})  # every value is accepted
