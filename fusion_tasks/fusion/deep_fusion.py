@@ -22,9 +22,11 @@ has a base model or a context column in the fit. Published contributions are cen
 score, which is the logit, to float precision.
 
 Trained on the validation folds' pools only (like stacking): every positive and sampled negatives
-(``sample_rows``), binary cross-entropy, Adam, early stopping on a seeded random validation split.
+(``sample_rows``), binary cross-entropy plus L2 on the kernels, Adam, early stopping on a seeded
+random validation split (the best epoch's weights are kept); deterministic for a given seed.
 TensorFlow is imported only by ``fit``; the fit is plain JSON (every layer's weights as nested
-lists plus the spec), and ``scores`` and ``contributions`` run a numpy forward pass.
+lists under ``layers``, plus the spec; no ``weights`` key, which means the weighted sum's per-model
+weights in ``metrics.json``), and ``scores`` and ``contributions`` run a numpy forward pass.
 """
 
 from __future__ import annotations
@@ -83,29 +85,16 @@ class DeepFusion(FusionMethod):
         subnets = arch["subnets"]
         if not subnets or not len(y):  # nothing to learn from: a constant score
             prior = float(np.clip(y.mean(), 1e-6, 1 - 1e-6)) if len(y) else 0.5
-            return {**spec, "weights": {}, "offsets": {}, "bias": float(np.log(prior / (1 - prior))),
+            return {**spec, "layers": {}, "offsets": {}, "bias": float(np.log(prior / (1 - prior))),
                     "training_rows": int(len(y)), "positives": int(y.sum()), "epochs_trained": 0}
 
         import tensorflow as tf  # heavy: imported only when the method is fitted
 
-        tf.keras.backend.clear_session()
         tf.keras.utils.set_random_seed(data.seed)
         tf.config.experimental.enable_op_determinism()
-        model = _keras_model(tf, arch, self.l2)
-        model.compile(optimizer=tf.keras.optimizers.Adam(self.learning_rate),
-                      loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
+        model = _keras_model(tf, arch)
         inputs = _keras_inputs(x, categories, arch)
-        order = rng.permutation(len(y))
-        n_val = int(round(len(y) * self.validation_share)) if len(y) >= 50 else 0
-        val, fit_rows = order[:n_val], order[n_val:]
-        callbacks, validation = [], None
-        if n_val and len(np.unique(y[val])) > 1:
-            validation = ([a[val] for a in inputs], y[val])
-            callbacks.append(tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
-                                                              restore_best_weights=True))
-        history = model.fit([a[fit_rows] for a in inputs], y[fit_rows], validation_data=validation,
-                            batch_size=self.batch_size, epochs=self.epochs, shuffle=True, callbacks=callbacks,
-                            verbose=0)
+        epochs_trained = self._train(tf, model, inputs, y, rng)
         weights = _export_weights(model, arch)
         if categories is not None:  # categories never seen in training: a zero embedding
             seen = np.zeros(n_categories, dtype=bool)
@@ -113,18 +102,69 @@ class DeepFusion(FusionMethod):
             table = np.array(weights["category_embedding"]["embeddings"])
             table[~seen] = 0.0
             weights["category_embedding"]["embeddings"] = table.tolist()
-        fitted = {**spec, "weights": weights, "offsets": {}, "bias": 0.0}
+        fitted = {**spec, "layers": weights, "offsets": {}, "bias": 0.0}
         outputs = _subnet_outputs(fitted, x, categories)
+        if not all(np.isfinite(v).all() for v in outputs.values()):
+            raise ValueError("deep fusion training diverged: non-finite outputs on the training rows")
         fitted["offsets"] = {g: float(v.mean()) for g, v in outputs.items()}
         fitted["bias"] = float(sum(fitted["offsets"].values()))
-        fitted.update(training_rows=int(len(y)), positives=int(y.sum()), epochs_trained=len(history.history["loss"]))
+        fitted.update(training_rows=int(len(y)), positives=int(y.sum()), epochs_trained=epochs_trained)
         if self.verify_forward:
-            keras_logits = model.predict(inputs, batch_size=4096, verbose=0).ravel().astype("float64")
+            keras_logits = model([tf.constant(a) for a in inputs], training=False).numpy().ravel().astype("float64")
             numpy_logits = sum(outputs.values())
             self.forward_gap_ = float(np.max(np.abs(keras_logits - numpy_logits)))
             if not self.forward_gap_ < 1e-4:
                 raise AssertionError(f"numpy forward differs from Keras by {self.forward_gap_}")
         return fitted
+
+    def _train(self, tf, model, inputs: list[np.ndarray], y: np.ndarray, rng: np.random.Generator) -> int:
+        """Adam on binary cross-entropy (plus L2 on the kernels), one traced step per batch over
+        in-memory tensors; early stopping on a random validation share of the rows, keeping the best
+        epoch's weights. Returns the number of epochs run."""
+        order = rng.permutation(len(y))
+        n_val = int(round(len(y) * self.validation_share)) if len(y) >= 50 else 0
+        val, rows = order[:n_val], order[n_val:]
+        if len(np.unique(y[val])) < 2:  # too few rows to tell: train on all, for every epoch
+            val, rows = val[:0], order
+        loss_fn = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+        optimizer = tf.keras.optimizers.Adam(self.learning_rate)
+        optimizer.build(model.trainable_variables)
+        kernels = [layer.kernel for layer in model.layers if isinstance(layer, tf.keras.layers.Dense)]
+        train_x = [tf.constant(a[rows]) for a in inputs]
+        train_y = tf.constant(y[rows][:, None])
+        val_x, val_y = [tf.constant(a[val]) for a in inputs], tf.constant(y[val][:, None])
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+        def step(batch):
+            xs = [tf.gather(a, batch) for a in train_x]
+            with tf.GradientTape() as tape:
+                loss = loss_fn(tf.gather(train_y, batch), model(xs, training=True))
+                loss += self.l2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
+            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                          model.trainable_variables, strict=True))
+
+        @tf.function
+        def validation_loss():
+            return loss_fn(val_y, model(val_x, training=False))
+
+        best, best_weights, waited, epochs_run = np.inf, None, 0, 0
+        while epochs_run < self.epochs:
+            epochs_run += 1
+            perm = rng.permutation(len(rows)).astype("int32")
+            for start in range(0, len(rows), self.batch_size):
+                step(tf.constant(perm[start:start + self.batch_size]))
+            if not len(val):
+                continue
+            loss = float(validation_loss())
+            if loss < best - 1e-6:
+                best, best_weights, waited = loss, model.get_weights(), 0
+            else:
+                waited += 1
+                if waited >= self.patience:
+                    break
+        if best_weights is not None:
+            model.set_weights(best_weights)
+        return epochs_run
 
     def scores(self, fitted: dict[str, Any], pool: pd.DataFrame) -> np.ndarray:
         return self.contributions(fitted, pool).to_numpy(dtype="float64").sum(axis=1)
@@ -206,10 +246,9 @@ def _keras_inputs(x: np.ndarray, categories: np.ndarray | None, arch: dict[str, 
     return inputs
 
 
-def _keras_model(tf, arch: dict[str, Any], l2: float):
+def _keras_model(tf, arch: dict[str, Any]):
     """The additive network: one input per subnet (its columns) plus the item category."""
     layers = tf.keras.layers
-    reg = tf.keras.regularizers.L2(l2) if l2 else None
     inputs = [layers.Input(shape=(len(s["inputs"]),), name=f"{s['group']}_x") for s in arch["subnets"]]
     embedded = None
     if arch["category_embedding"]:
@@ -221,8 +260,8 @@ def _keras_model(tf, arch: dict[str, Any], l2: float):
     outputs = []
     for s, x in zip(arch["subnets"], inputs, strict=False):
         h = layers.Concatenate(name=f"{s['group']}_concat")([x, embedded]) if s["category"] else x
-        h = layers.Dense(s["hidden"], activation="relu", kernel_regularizer=reg, name=f"{s['group']}_hidden")(h)
-        outputs.append(layers.Dense(1, kernel_regularizer=reg, name=f"{s['group']}_out")(h))
+        h = layers.Dense(s["hidden"], activation="relu", name=f"{s['group']}_hidden")(h)
+        outputs.append(layers.Dense(1, name=f"{s['group']}_out")(h))
     logit = layers.Add(name="logit")(outputs) if len(outputs) > 1 else outputs[0]
     return tf.keras.Model(inputs, logit)
 
@@ -241,7 +280,7 @@ def _export_weights(model, arch: dict[str, Any]) -> dict[str, dict[str, list]]:
 
 def _subnet_outputs(fitted: dict[str, Any], x: np.ndarray, categories: np.ndarray | None) -> dict[str, np.ndarray]:
     """Each subnet's uncentred output f_g per row (numpy forward of the fitted weights)."""
-    arch, weights = fitted["architecture"], fitted["weights"]
+    arch, weights = fitted["architecture"], fitted["layers"]
     embedded = None
     if arch["category_embedding"]:
         table = np.array(weights["category_embedding"]["embeddings"], dtype="float64")

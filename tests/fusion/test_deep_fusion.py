@@ -118,6 +118,7 @@ def test_scores_finite_contributions_sum_and_json_round_trip(interaction_case):
     parts = method.contributions(fitted, test.pool)
     assert list(parts.columns) == [f"contribution_{g}" for g in CONTRIBUTION_GROUPS]
     assert np.allclose(parts.sum(axis=1).to_numpy(), scores, rtol=0, atol=1e-9)
+    assert "weights" not in fitted  # that key is the weighted sum's per-model weights in metrics.json
     again = json.loads(json.dumps(fitted))
     assert np.array_equal(method.scores(again, test.pool), scores)
 
