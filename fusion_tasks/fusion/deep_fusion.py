@@ -1,0 +1,298 @@
+"""Deep-learning fusion: a small additive neural network over everything the pool knows.
+
+Inputs per (user, item), all read from the pool: for every fused base model its z-score, its
+reciprocal rank and whether it had signal for the user (``avail``); the context columns of the
+run's modalities (only those of ``FitInput.context``); and, when a content context column is used,
+a learnt embedding of the item's category (``item_category``, 0: unknown; a category not seen in
+training maps to a zero vector). Numeric inputs are standardised with the training rows' mean and
+std (constant columns: std 1) and clipped to ±``CLIP``.
+
+The network is additive, so each modality's contribution is exact::
+
+    logit = f_behavior(x_behavior, c) + f_content(x_content, c) + f_social(x_social, c) + f_cross(x)
+
+``x_g`` are the features of the base models of modality group g (``group_of``) plus that
+modality's context columns (and, for content, the category embedding), ``c`` the behaviour
+context (user activity, item popularity), and ``f_cross`` a small subnet over every input: the
+cross-modal interactions (a base model whose own group is ``cross`` feeds only this subnet).
+Each subnet is one ReLU hidden layer and a linear output. A subnet exists only when its modality
+has a base model or a context column in the fit. Published contributions are centred:
+``contribution_<g> = f_g - mean_g`` (the mean of f_g over the training rows), and
+``contribution_context`` is the sum of those means (the network's overall bias); they sum to the
+score, which is the logit, to float precision.
+
+Trained on the validation folds' pools only (like stacking): every positive and sampled negatives
+(``sample_rows``), binary cross-entropy plus L2 on the kernels, Adam, early stopping on a seeded
+random validation split (the best epoch's weights are kept); deterministic for a given seed.
+TensorFlow is imported only by ``fit``; the fit is plain JSON (every layer's weights as nested
+lists under ``layers``, plus the spec; no ``weights`` key, which means the weighted sum's per-model
+weights in ``metrics.json``), and ``scores`` and ``contributions`` run a numpy forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fusion_tasks.fusion.base import FitInput, FusionMethod, empty_contributions, group_of
+from fusion_tasks.fusion.candidates import CONTEXT_FEATURES
+from fusion_tasks.fusion.stacking import sample_rows
+
+MODEL_FEATURES = ("z", "rr", "avail")  # per model: <feature>:<model>
+MODALITIES = ("behavior", "content", "social")
+BEHAVIOUR_CONTEXT = tuple(c for c, m in CONTEXT_FEATURES.items() if m == "behavior")
+CLIP = 8.0
+
+
+class DeepFusion(FusionMethod):
+    name = "deep_fusion"
+    simplicity = 2
+
+    def __init__(self, hidden: int = 24, cross_hidden: int = 16, embedding_dim: int = 4,
+                 negatives_per_positive: int = 30, epochs: int = 15, patience: int = 2, batch_size: int = 512,
+                 learning_rate: float = 0.005, l2: float = 1e-5, validation_share: float = 0.15,
+                 verify_forward: bool = False) -> None:
+        self.hidden = hidden
+        self.cross_hidden = cross_hidden
+        self.embedding_dim = embedding_dim
+        self.negatives_per_positive = negatives_per_positive
+        self.epochs = epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.l2 = l2
+        self.validation_share = validation_share
+        self.verify_forward = verify_forward  # compare Keras' and the numpy forward on the training rows
+
+    def fit(self, data: FitInput) -> dict[str, Any]:
+        rng = np.random.default_rng(data.seed)
+        frame = pd.concat([f.pool for f in data.folds], ignore_index=True)
+        rows = sample_rows(frame["label"].to_numpy(), self.negatives_per_positive, rng)
+        train = frame.iloc[rows]
+        y = train["label"].to_numpy().astype("float32")
+        spec: dict[str, Any] = {"models": list(data.models), "context": list(data.context)}
+        raw, columns = features(train, spec)
+        mean, std = raw.mean(axis=0), raw.std(axis=0)
+        std[~(std > 1e-9)] = 1.0
+        categories = _categories(train) if _uses_category(spec) else None
+        n_categories = int(categories.max()) + 1 if categories is not None and len(categories) else 1
+        spec.update(columns=columns, mean=mean.tolist(), std=std.tolist(),
+                    architecture=_architecture(spec, columns, self, n_categories))
+        x = _standardise(raw, spec)
+        arch = spec["architecture"]
+        subnets = arch["subnets"]
+        if not subnets or not len(y):  # nothing to learn from: a constant score
+            prior = float(np.clip(y.mean(), 1e-6, 1 - 1e-6)) if len(y) else 0.5
+            return {**spec, "layers": {}, "offsets": {}, "bias": float(np.log(prior / (1 - prior))),
+                    "training_rows": int(len(y)), "positives": int(y.sum()), "epochs_trained": 0}
+
+        import tensorflow as tf  # heavy: imported only when the method is fitted
+
+        tf.keras.utils.set_random_seed(data.seed)
+        tf.config.experimental.enable_op_determinism()
+        model = _keras_model(tf, arch)
+        inputs = _keras_inputs(x, categories, arch)
+        epochs_trained = self._train(tf, model, inputs, y, rng)
+        weights = _export_weights(model, arch)
+        if categories is not None:  # categories never seen in training: a zero embedding
+            seen = np.zeros(n_categories, dtype=bool)
+            seen[categories] = True
+            table = np.array(weights["category_embedding"]["embeddings"])
+            table[~seen] = 0.0
+            weights["category_embedding"]["embeddings"] = table.tolist()
+        fitted = {**spec, "layers": weights, "offsets": {}, "bias": 0.0}
+        outputs = _subnet_outputs(fitted, x, categories)
+        if not all(np.isfinite(v).all() for v in outputs.values()):
+            raise ValueError("deep fusion training diverged: non-finite outputs on the training rows")
+        fitted["offsets"] = {g: float(v.mean()) for g, v in outputs.items()}
+        fitted["bias"] = float(sum(fitted["offsets"].values()))
+        fitted.update(training_rows=int(len(y)), positives=int(y.sum()), epochs_trained=epochs_trained)
+        if self.verify_forward:
+            keras_logits = model([tf.constant(a) for a in inputs], training=False).numpy().ravel().astype("float64")
+            numpy_logits = sum(outputs.values())
+            self.forward_gap_ = float(np.max(np.abs(keras_logits - numpy_logits)))
+            if not self.forward_gap_ < 1e-4:
+                raise AssertionError(f"numpy forward differs from Keras by {self.forward_gap_}")
+        return fitted
+
+    def _train(self, tf, model, inputs: list[np.ndarray], y: np.ndarray, rng: np.random.Generator) -> int:
+        """Adam on binary cross-entropy (plus L2 on the kernels), one traced step per batch over
+        in-memory tensors; early stopping on a random validation share of the rows, keeping the best
+        epoch's weights. Returns the number of epochs run."""
+        order = rng.permutation(len(y))
+        n_val = int(round(len(y) * self.validation_share)) if len(y) >= 50 else 0
+        val, rows = order[:n_val], order[n_val:]
+        if len(np.unique(y[val])) < 2:  # too few rows to tell: train on all, for every epoch
+            val, rows = val[:0], order
+        loss_fn = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+        optimizer = tf.keras.optimizers.Adam(self.learning_rate)
+        optimizer.build(model.trainable_variables)
+        kernels = [layer.kernel for layer in model.layers if isinstance(layer, tf.keras.layers.Dense)]
+        train_x = [tf.constant(a[rows]) for a in inputs]
+        train_y = tf.constant(y[rows][:, None])
+        val_x, val_y = [tf.constant(a[val]) for a in inputs], tf.constant(y[val][:, None])
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+        def step(batch):
+            xs = [tf.gather(a, batch) for a in train_x]
+            with tf.GradientTape() as tape:
+                loss = loss_fn(tf.gather(train_y, batch), model(xs, training=True))
+                loss += self.l2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
+            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                          model.trainable_variables, strict=True))
+
+        @tf.function
+        def validation_loss():
+            return loss_fn(val_y, model(val_x, training=False))
+
+        best, best_weights, waited, epochs_run = np.inf, None, 0, 0
+        while epochs_run < self.epochs:
+            epochs_run += 1
+            perm = rng.permutation(len(rows)).astype("int32")
+            for start in range(0, len(rows), self.batch_size):
+                step(tf.constant(perm[start:start + self.batch_size]))
+            if not len(val):
+                continue
+            loss = float(validation_loss())
+            if loss < best - 1e-6:
+                best, best_weights, waited = loss, model.get_weights(), 0
+            else:
+                waited += 1
+                if waited >= self.patience:
+                    break
+        if best_weights is not None:
+            model.set_weights(best_weights)
+        return epochs_run
+
+    def scores(self, fitted: dict[str, Any], pool: pd.DataFrame) -> np.ndarray:
+        return self.contributions(fitted, pool).to_numpy(dtype="float64").sum(axis=1)
+
+    def contributions(self, fitted: dict[str, Any], pool: pd.DataFrame) -> pd.DataFrame:
+        x = _standardise(_checked_features(pool, fitted), fitted)
+        categories = _categories(pool) if fitted["architecture"]["category_embedding"] else None
+        out = empty_contributions(pool)
+        for group, value in _subnet_outputs(fitted, x, categories).items():
+            out[f"contribution_{group}"] += value - fitted["offsets"][group]
+        out["contribution_context"] += fitted["bias"]
+        return out
+
+
+def features(pool: pd.DataFrame, spec: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """The raw numeric inputs (models' z, reciprocal rank, availability; context) and their names."""
+    columns, values = [], []
+    for m in spec["models"]:
+        columns += [f"{feature}:{m}" for feature in MODEL_FEATURES]
+        values += [pool[f"z_{m}"].to_numpy(dtype="float64"),
+                   1.0 / np.maximum(pool[f"rank_{m}"].to_numpy(dtype="float64"), 1.0),
+                   pool[f"avail_{m}"].to_numpy(dtype="float64")]
+    for c in spec["context"]:
+        columns.append(c)
+        values.append(pool[c].to_numpy(dtype="float64"))
+    x = np.column_stack(values) if values else np.zeros((len(pool), 0))
+    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), columns
+
+
+def _checked_features(pool: pd.DataFrame, fitted: dict[str, Any]) -> np.ndarray:
+    x, columns = features(pool, fitted)
+    if columns != fitted["columns"]:
+        raise ValueError(f"deep fusion was fitted on {fitted['columns']}, pool has {columns}")
+    return x
+
+
+def _standardise(x: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    return np.clip((x - np.array(spec["mean"])) / np.array(spec["std"]), -CLIP, CLIP)
+
+
+def _uses_category(spec: dict[str, Any]) -> bool:
+    return any(CONTEXT_FEATURES.get(c) == "content" for c in spec["context"])
+
+
+def _categories(pool: pd.DataFrame) -> np.ndarray:
+    if "item_category" not in pool:
+        return np.zeros(len(pool), dtype="int64")
+    return np.maximum(np.nan_to_num(pool["item_category"].to_numpy(dtype="float64")), 0).astype("int64")
+
+
+def _column_group(column: str) -> str:
+    feature, _, model = column.partition(":")
+    return group_of(model) if feature in MODEL_FEATURES and model else CONTEXT_FEATURES[column]
+
+
+def _architecture(spec: dict[str, Any], columns: list[str], method: DeepFusion, n_categories: int) -> dict[str, Any]:
+    """Which input columns (indices) and whether the category embedding feed each subnet."""
+    groups = [_column_group(c) for c in columns]
+    embed = _uses_category(spec)
+    behaviour_context = [j for j, c in enumerate(columns) if c in BEHAVIOUR_CONTEXT]
+    subnets = []
+    for g in MODALITIES:
+        own = [j for j, group in enumerate(groups) if group == g]
+        if own:
+            inputs = sorted(set(own) | set(behaviour_context))
+            subnets.append({"group": g, "inputs": inputs, "category": embed and g == "content",
+                            "hidden": method.hidden})
+    if columns:
+        subnets.append({"group": "cross", "inputs": list(range(len(columns))), "category": embed,
+                        "hidden": method.cross_hidden})
+    return {"subnets": subnets, "activation": "relu",
+            "category_embedding": {"n_categories": n_categories, "dim": method.embedding_dim} if embed else None}
+
+
+def _keras_inputs(x: np.ndarray, categories: np.ndarray | None, arch: dict[str, Any]) -> list[np.ndarray]:
+    inputs = [x[:, s["inputs"]].astype("float32") for s in arch["subnets"]]
+    if arch["category_embedding"]:
+        inputs.append(categories.astype("int32"))
+    return inputs
+
+
+def _keras_model(tf, arch: dict[str, Any]):
+    """The additive network: one input per subnet (its columns) plus the item category."""
+    layers = tf.keras.layers
+    inputs = [layers.Input(shape=(len(s["inputs"]),), name=f"{s['group']}_x") for s in arch["subnets"]]
+    embedded = None
+    if arch["category_embedding"]:
+        category = layers.Input(shape=(), dtype="int32", name="item_category")
+        inputs.append(category)
+        spec = arch["category_embedding"]
+        embedded = layers.Embedding(spec["n_categories"], spec["dim"], name="category_embedding",
+                                    embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.05))(category)
+    outputs = []
+    for s, x in zip(arch["subnets"], inputs, strict=False):
+        h = layers.Concatenate(name=f"{s['group']}_concat")([x, embedded]) if s["category"] else x
+        h = layers.Dense(s["hidden"], activation="relu", name=f"{s['group']}_hidden")(h)
+        outputs.append(layers.Dense(1, name=f"{s['group']}_out")(h))
+    logit = layers.Add(name="logit")(outputs) if len(outputs) > 1 else outputs[0]
+    return tf.keras.Model(inputs, logit)
+
+
+def _export_weights(model, arch: dict[str, Any]) -> dict[str, dict[str, list]]:
+    names = [f"{s['group']}_{part}" for s in arch["subnets"] for part in ("hidden", "out")]
+    out = {}
+    for name in names:
+        kernel, bias = model.get_layer(name).get_weights()
+        out[name] = {"kernel": kernel.astype("float64").tolist(), "bias": bias.astype("float64").tolist()}
+    if arch["category_embedding"]:
+        table = model.get_layer("category_embedding").get_weights()[0]
+        out["category_embedding"] = {"embeddings": table.astype("float64").tolist()}
+    return out
+
+
+def _subnet_outputs(fitted: dict[str, Any], x: np.ndarray, categories: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Each subnet's uncentred output f_g per row (numpy forward of the fitted weights)."""
+    arch, weights = fitted["architecture"], fitted["layers"]
+    embedded = None
+    if arch["category_embedding"]:
+        table = np.array(weights["category_embedding"]["embeddings"], dtype="float64")
+        codes = np.where(categories < len(table), categories, 0)
+        embedded = np.where((categories < len(table))[:, None], table[codes], 0.0)
+    out = {}
+    for s in arch["subnets"]:
+        g = s["group"]
+        h = x[:, s["inputs"]]
+        if s["category"]:
+            h = np.concatenate([h, embedded], axis=1)
+        hidden, last = weights[f"{g}_hidden"], weights[f"{g}_out"]
+        h = np.maximum(h @ np.array(hidden["kernel"]) + np.array(hidden["bias"]), 0.0)
+        out[g] = (h @ np.array(last["kernel"]) + np.array(last["bias"]))[:, 0]
+    return out
