@@ -11,7 +11,12 @@ dates one after another (as a backfill does) in two ways, each in a fresh proces
 
 Both produce the same staged files (``tests/unit/test_extract_cache.py``). The table gives, per
 modality, the median seconds per date over ``--repeats`` runs and the peak RSS of the process, with
-ratios against the baseline measured in the same run. Written to ``bench/out/speed.md``.
+ratios against the baseline measured in the same run.
+
+Then the stages of whole runs (``fusion_tasks.pipeline.run_all``, each in a fresh process): wall and
+CPU seconds per stage on the default synthetic world, on each synthetic regime and (when the Ciao
+folder is there) on one Ciao date with the quality benchmark's settings, and the share of the run
+that fusion fitting (every ``fit_<method>``) takes. Written to ``bench/out/speed.md``.
 """
 
 from __future__ import annotations
@@ -70,12 +75,65 @@ def _run_child(root: Path, dates: list[dt.date], mode: str) -> tuple[dict[str, l
     return json.loads(seconds), int(peak_kib) / 1024
 
 
+# One whole run per process: argv[1] = {"root", "config", "regime" | null, "generate"}; prints run_all's seconds.
+STAGES_CHILD = r"""
+import json, sys
+from fusion_tasks.config import RunConfig
+from fusion_tasks.pipeline import run_all
+from fusion_tasks.storage import DataRoot
+from fusion_tasks.synthetic import SyntheticSpec, generate
+
+args = json.loads(sys.argv[1])
+if args["generate"]:
+    spec = SyntheticSpec.regime(args["regime"]) if args["regime"] else SyntheticSpec()
+    generate(DataRoot(args["root"]), spec)
+    args["config"]["as_of_date"] = spec.end.isoformat()
+out = run_all(RunConfig.from_dict({**args["config"], "data_root": args["root"]}))
+print(json.dumps(out["seconds"]))
+"""
+
+
+def stage_seconds(root: Path, config: dict, *, regime: str | None = None, generate: bool = True) -> dict:
+    done = subprocess.run([sys.executable, "-c", STAGES_CHILD, json.dumps(
+        {"root": str(root), "config": config, "regime": regime, "generate": generate})],
+        capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"run for {root} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def stage_table(runs: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """One column pair (wall, CPU) per world; a row per stage; fusion fitting's share of the wall time."""
+    worlds = list(runs)
+    stages = list(dict.fromkeys(stage for seconds in runs.values() for stage in seconds))
+    lines = ["| stage | " + " | ".join(f"{w} wall s | {w} CPU s" for w in worlds) + " |",
+             "|---|" + "---|---|" * len(worlds)]
+    for stage in stages:
+        cells = []
+        for w in worlds:
+            spent = runs[w].get(stage)
+            cells += [f"{spent['wall']:.1f}", f"{spent['cpu']:.1f}"] if spent else ["–", "–"]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    totals, shares = [], []
+    for w in worlds:
+        wall = sum(v["wall"] for v in runs[w].values())
+        cpu = sum(v["cpu"] for v in runs[w].values())
+        fusion = sum(v["wall"] for k, v in runs[w].items() if k.startswith("fit_"))
+        totals += [f"**{wall:.1f}**", f"**{cpu:.1f}**"]
+        shares += [f"{fusion / wall:.1%}", ""]
+    lines.append("| whole run | " + " | ".join(totals) + " |")
+    lines.append("| fusion fitting share of wall | " + " | ".join(shares) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=365, help="days of landing files")
     parser.add_argument("--dates", type=int, default=10, help="backfilled dates (the last ones)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=OUT / "speed.md")
+    parser.add_argument("--ciao-date", default="2010-04-01", help="the Ciao date whose stages are timed")
+    parser.add_argument("--no-stages", action="store_true", help="only the extraction table")
     args = parser.parse_args(argv)
 
     from fusion_tasks.storage import DataRoot
@@ -123,10 +181,41 @@ def main(argv: list[str] | None = None) -> int:
         f"(ratio {rss['cached'] / rss['cold']:.2f}).",
         "",
     ]
+    if not args.no_stages:
+        lines += stages_section(args.ciao_date)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
+
+
+def stages_section(ciao_date: str) -> list[str]:
+    from fusion_tasks.config import default_ciao_dir, default_data_root
+
+    runs: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="fusionrec-stages-") as tmp:
+        for regime in (None, "behavior", "content", "social", "cold_start"):
+            name = regime or "synthetic"
+            runs[name] = stage_seconds(Path(tmp) / name, {"ndcg_floor": 0.0, "as_of_date": "2000-01-01"},
+                                       regime=regime)
+            print(f"stages: {name} done", flush=True)
+    ciao = default_ciao_dir()
+    note = ""
+    if (ciao / "rating_with_timestamp.mat").is_file():
+        from bench.quality import CONF, ensure_import
+        from fusion_tasks.storage import DataRoot
+
+        root = DataRoot(default_data_root() / "bench-ciao")
+        ensure_import(ciao, root)
+        runs[f"Ciao {ciao_date}"] = stage_seconds(root.root, {**CONF, "as_of_date": ciao_date}, generate=False)
+    else:
+        note = f"Ciao was not found at {ciao} (FUSION_CIAO_DIR): its column is missing."
+    return ["", "## Stages of one run", "",
+            f"`fusion_tasks.pipeline.run_all`, one fresh process per world, on {time.strftime('%Y-%m-%d')}: the "
+            "default synthetic world and each regime (`SyntheticSpec.regime`) with the default settings, and one "
+            "Ciao date with the quality benchmark's settings. CPU seconds count every thread of the process. "
+            "Target: fusion fitting (every `fit_<method>`) at most 15% of the run's wall time.", "",
+            *stage_table(runs), "", note]
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Nothing after D is read, so a backfilled date gives the answer it would have giv
 
 **Flow**: `plan_run` → `extract_<modality>` (parallel; validated, bad rows quarantined) →
 `build_training_data` → `train_<model>` (parallel, pool `fusion_training`) → `score_candidates` →
-`fit_weighted_sum` / `fit_stacking` (tuned on validation folds before the holdout) → `evaluate` and
+`fit_weighted_sum` / `fit_stacking` / `fit_deep_fusion` (tuned on validation folds before the holdout) → `evaluate` and
 `fuse_recommendations` → `quality_gate` → `publish_recommendations`.
 
 **Outputs** under `$FUSION_DATA_ROOT`: `published/recommendations/ds=D/` (Parquet: user_id, item_id,
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 MODALITIES = ["behavior", "content", "social"]  # the extract tasks; each must be in fusion_tasks.modalities
 # the train tasks; each in fusion_tasks.models
 MODELS = ["popularity", "als", "item_knn", "ease", "content", "social"]
-METHODS = ["weighted_sum", "stacking"]
+METHODS = ["weighted_sum", "stacking", "deep_fusion"]
 TRAINING_POOL = "fusion_training"
 
 PARAMS = {

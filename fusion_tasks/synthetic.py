@@ -39,6 +39,7 @@ class SyntheticSpec:
     behavior_signal: float = 0.6  # latent taste that only co-occurrence reveals
     quality_signal: float = 1.0  # item quality: what popularity reveals
     social_signal: float = 1.8  # copying what followed users did recently
+    social_memory: float = 0.85  # daily decay of what counts as "recently" for copying
     share_released_later: float = 0.3  # items released during the period (only content knows them early)
 
     @classmethod
@@ -51,7 +52,8 @@ class SyntheticSpec:
             "behavior": dict(content_signal=0.0, behavior_signal=2.5, quality_signal=0.5, social_signal=0.0),
             "content": dict(content_signal=3.0, behavior_signal=0.2, quality_signal=0.3, social_signal=0.0,
                             share_released_later=0.6),
-            "social": dict(content_signal=0.0, behavior_signal=0.2, quality_signal=0.3, social_signal=4.0),
+            "social": dict(content_signal=0.0, behavior_signal=0.2, quality_signal=0.3, social_signal=4.0,
+                           social_memory=0.97, share_no_ties=0.05),
             "cold_start": dict(share_late_users=0.5, share_released_later=0.6),
         }
         if name not in regimes:
@@ -108,7 +110,7 @@ def generate(root: DataRoot, spec: SyntheticSpec = SyntheticSpec()) -> dict[str,
         logits[:, release > day] = -np.inf
         logits[seen] = -np.inf
         active = (rng.random(n_u) < spec.daily_activity) & (join_day <= day)
-        recent *= 0.85
+        recent *= spec.social_memory
         for u in np.flatnonzero(active):
             row = logits[u]
             finite = np.isfinite(row)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fusion_tasks import models
 from fusion_tasks.config import RunConfig
 from fusion_tasks.evaluation.metrics import METRICS, evaluate
 from fusion_tasks.fusion import methods
@@ -74,6 +75,7 @@ def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
         "metrics_by_k": {str(at): table(relevance, at) for at in ks},
         "segments": {name: table(rel, k) for name, rel in segments.items()},
         "base_models": methods.model_names_in(pool),
+        "tuning": {name: models.load_tuning(root, config, name) for name in methods.model_names_in(pool)},
     }
     write_json(root.fused(config.as_of_date) / "metrics.json", report)
     return report

@@ -51,13 +51,15 @@ class DeepFusion(FusionMethod):
     simplicity = 2
 
     def __init__(self, hidden: int = 24, cross_hidden: int = 16, embedding_dim: int = 4,
-                 negatives_per_positive: int = 30, epochs: int = 15, patience: int = 2, batch_size: int = 512,
+                 negatives_per_positive: int = 30, max_rows: int = 20_000, epochs: int = 15, patience: int = 2,
+                 batch_size: int = 1024,
                  learning_rate: float = 0.005, l2: float = 1e-5, validation_share: float = 0.15,
                  verify_forward: bool = False) -> None:
         self.hidden = hidden
         self.cross_hidden = cross_hidden
         self.embedding_dim = embedding_dim
         self.negatives_per_positive = negatives_per_positive
+        self.max_rows = max_rows  # rows sampled from the folds at most: the fit's cost stays bounded
         self.epochs = epochs
         self.patience = patience
         self.batch_size = batch_size
@@ -69,7 +71,7 @@ class DeepFusion(FusionMethod):
     def fit(self, data: FitInput) -> dict[str, Any]:
         rng = np.random.default_rng(data.seed)
         frame = pd.concat([f.pool for f in data.folds], ignore_index=True)
-        rows = sample_rows(frame["label"].to_numpy(), self.negatives_per_positive, rng)
+        rows = sample_rows(frame["label"].to_numpy(), self.negatives_per_positive, rng, self.max_rows)
         train = frame.iloc[rows]
         y = train["label"].to_numpy().astype("float32")
         spec: dict[str, Any] = {"models": list(data.models), "context": list(data.context)}

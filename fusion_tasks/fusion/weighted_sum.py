@@ -20,7 +20,7 @@ class WeightedSum(FusionMethod):
     name = "weighted_sum"
     simplicity = 0
 
-    def __init__(self, samples: int = 120, refinement_rounds: int = 2) -> None:
+    def __init__(self, samples: int = 60, refinement_rounds: int = 2) -> None:
         self.samples = samples
         self.refinement_rounds = refinement_rounds
 

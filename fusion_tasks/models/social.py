@@ -23,7 +23,7 @@ class SocialRecommender(BaseRecommender):
     modalities = ("behavior", "social")
     group = "social"
     search_space: ClassVar[dict[str, tuple]] = {
-        "half_life_days": (0.0, 30.0, 180.0),
+        "half_life_days": (0.0, 7.0, 30.0, 180.0),
         "two_hop": (0.3, 0.0, 1.0),
         "prior": (0.05, 0.0, 0.5),
     }

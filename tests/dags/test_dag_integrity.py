@@ -52,8 +52,8 @@ def test_parsing_needs_no_database(tmp_path):
 
 def test_task_graph(dag):
     extract = {f"extract_{m}" for m in ("behavior", "content", "social")}
-    train = {f"train_{m}" for m in ("popularity", "als", "item_knn", "ease", "content", "social", "deep")}
-    fit = {"fit_weighted_sum", "fit_stacking"}
+    train = {f"train_{m}" for m in ("popularity", "als", "item_knn", "ease", "content", "social")}
+    fit = {"fit_weighted_sum", "fit_stacking", "fit_deep_fusion"}
     expected = {"plan_run", "build_training_data", "score_candidates", "evaluate", "fuse_recommendations",
                 "quality_gate", "publish_recommendations"} | extract | train | fit
     assert set(dag.task_ids) == expected

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fusion_tasks import models
+from fusion_tasks.fusion import methods
 from fusion_tasks.storage import DataRoot, verify_version
 from fusion_tasks.synthetic import SyntheticSpec, generate
 
@@ -93,10 +95,10 @@ def test_every_modality_beats_popularity_and_fusion_beats_every_single_model(dag
     root, _ = dag_run
     metrics = root.read_published_metrics(DAY)["metrics"]
     ndcg = {name: values["ndcg"] for name, values in metrics.items()}
-    for model in ("als", "item_knn", "ease", "content", "social", "deep"):
+    for model in ("als", "item_knn", "ease", "content", "social"):
         assert ndcg[model] > ndcg["popularity"], (model, ndcg)
-    best_single = max(ndcg[m] for m in ("popularity", "als", "item_knn", "ease", "content", "social", "deep"))
-    assert max(ndcg["weighted_sum"], ndcg["stacking"]) > best_single, ndcg
+    best_single = max(ndcg[m] for m in models.REGISTRY)
+    assert max(ndcg[m] for m in methods.REGISTRY) > best_single, ndcg
     for values in metrics.values():
         assert values["n_users"] > 200
         assert set(values) >= {"precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage"}
@@ -106,10 +108,14 @@ def test_metrics_record_the_chosen_weights_and_the_gate(dag_run):
     root, _ = dag_run
     report = root.read_published_metrics(DAY)
     weights = report["fusion"]["weighted_sum"]["weights"]
-    assert set(weights) == {"popularity", "als", "item_knn", "ease", "content", "social", "deep"}
+    assert set(weights) == set(models.REGISTRY)
     assert abs(sum(weights.values()) - 1) < 1e-4
     assert report["gate"]["passed"] is True
-    assert report["chosen_method"] in ("weighted_sum", "stacking")
+    assert report["chosen_method"] in methods.REGISTRY
+    for name in models.REGISTRY:  # every base model's tuning: the chosen setting and every trial's fold score
+        tuning = report["tuning"][name]
+        assert tuning["fold_ndcg"] == max(t["fold_ndcg"] for t in tuning["trials"] if t["fold_ndcg"] is not None)
+        assert {k: tuning["params"][k] for k in tuning["chosen"]} == tuning["chosen"]
 
 
 def test_rerunning_the_date_replaces_the_version_with_identical_rows_and_no_orphans(airflow_env, dag_run):

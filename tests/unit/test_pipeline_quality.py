@@ -19,7 +19,7 @@ from fusion_tasks.synthetic import SyntheticSpec, generate
 pytestmark = pytest.mark.slow
 
 D = dt.date(2024, 4, 29)
-MODALITY_MODELS = ("als", "content", "social", "deep")
+MODALITY_MODELS = ("als", "content", "social")
 
 
 @pytest.fixture(scope="module")
