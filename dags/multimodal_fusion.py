@@ -9,7 +9,8 @@ Nothing after D is read, so a backfilled date gives the answer it would have giv
 `as_of_date` fails at once.
 
 **Flow**: `plan_run` → `extract_<modality>` (parallel; validated, bad rows quarantined) →
-`build_training_data` → `train_<model>` (parallel, pool `fusion_training`) → `score_candidates` →
+`build_training_data` → `train_<model>` (parallel, pool `fusion_training`; each model tuned on the
+validation folds within `tuning_budget_seconds`, then fitted at the test and final origins) → `score_candidates` →
 `fit_weighted_sum` / `fit_stacking` / `fit_deep_fusion` (tuned on validation folds before the holdout) → `evaluate` and
 `fuse_recommendations` → `quality_gate` → `publish_recommendations`.
 
