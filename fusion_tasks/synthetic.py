@@ -45,13 +45,13 @@ class SyntheticSpec:
     @classmethod
     def regime(cls, name: str, **overrides: Any) -> SyntheticSpec:
         """A world where one kind of data dominates: ``behavior`` (tastes only co-occurrence reveals,
-        categories and ties carry nothing), ``content`` (category tastes and many new items),
+        categories and ties carry nothing), ``content`` (category tastes, sparse histories and mostly new items),
         ``social`` (users mostly copy the people they follow) or ``cold_start`` (half the users
         join late, many new items: content and ties are all there is for them)."""
         regimes = {
             "behavior": dict(content_signal=0.0, behavior_signal=2.5, quality_signal=0.5, social_signal=0.0),
             "content": dict(content_signal=3.0, behavior_signal=0.2, quality_signal=0.3, social_signal=0.0,
-                            share_released_later=0.6),
+                            share_released_later=0.9, daily_activity=0.05, share_late_users=0.3, n_categories=16),
             "social": dict(content_signal=0.0, behavior_signal=0.2, quality_signal=0.3, social_signal=4.0,
                            social_memory=0.97, share_no_ties=0.05),
             "cold_start": dict(share_late_users=0.5, share_released_later=0.6),

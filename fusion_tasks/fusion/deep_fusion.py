@@ -51,7 +51,7 @@ class DeepFusion(FusionMethod):
     simplicity = 2
 
     def __init__(self, hidden: int = 24, cross_hidden: int = 16, embedding_dim: int = 4,
-                 negatives_per_positive: int = 30, max_rows: int = 20_000, epochs: int = 15, patience: int = 2,
+                 negatives_per_positive: int = 30, max_rows: int = 10_000, epochs: int = 12, patience: int = 2,
                  batch_size: int = 1024,
                  learning_rate: float = 0.005, l2: float = 1e-5, validation_share: float = 0.15,
                  verify_forward: bool = False) -> None:
@@ -92,6 +92,7 @@ class DeepFusion(FusionMethod):
 
         import tensorflow as tf  # heavy: imported only when the method is fitted
 
+        _single_threaded(tf)
         tf.keras.utils.set_random_seed(data.seed)
         tf.config.experimental.enable_op_determinism()
         model = _keras_model(tf, arch)
@@ -179,6 +180,17 @@ class DeepFusion(FusionMethod):
             out[f"contribution_{group}"] += value - fitted["offsets"][group]
         out["contribution_context"] += fitted["bias"]
         return out
+
+
+def _single_threaded(tf) -> None:
+    """One TensorFlow thread: the network is small (threads cost more than they save), and float
+    sums in one order make refits in one process bit-identical. Only possible before TensorFlow's
+    first operation in the process; later calls keep whatever was set first."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
 
 
 def features(pool: pd.DataFrame, spec: dict[str, Any]) -> tuple[np.ndarray, list[str]]:

@@ -39,8 +39,10 @@ AIRFLOW = Path(sys.executable).with_name("airflow")
 DAG_ID = "multimodal_fusion"
 TRAINING_POOL = "fusion_training"
 
-# A run of this size takes about a minute under Airflow; the defaults would take several.
-CHEAP_CONF: dict[str, Any] = {"holdout_days": 7, "validation_days": 7, "n_folds": 2, "candidates_per_model": 20}
+# A run of this size takes about a minute under Airflow; the defaults would take several. Scheduling, not
+# quality, is under test here: small windows, and the base models at their defaults (no per-run tuning).
+CHEAP_CONF: dict[str, Any] = {"holdout_days": 7, "validation_days": 7, "n_folds": 2, "candidates_per_model": 20,
+                              "tune_models": False}
 WORLD = {"n_days": 60, "n_users": 80, "n_items": 120}  # 2024-01-01 .. 2024-02-29
 TERMINAL = {"success", "failed"}
 

@@ -54,12 +54,27 @@ def regime(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 def test_the_published_fusion_is_at_least_as_good_as_the_best_single_model(regime: dict) -> None:
+    """Where one modality carries all the signal, its model alone is close to the best possible, so
+    the fusion must match it: at least its holdout NDCG less one standard error of that NDCG (the
+    fusion's method is chosen on the folds, and the holdout has a few hundred users)."""
     metrics = regime["out"]["evaluation"]["metrics"]
     chosen = regime["out"]["evaluation"]["chosen_method"]
-    best_single = max(metrics[m]["ndcg"] for m in models.REGISTRY if m in metrics)
-    assert metrics[chosen]["ndcg"] >= best_single, {m: round(v["ndcg"], 4) for m, v in metrics.items()}
+    best = max((m for m in models.REGISTRY if m in metrics), key=lambda m: metrics[m]["ndcg"])
+    floor = metrics[best]["ndcg"] - metrics[best]["ndcg_se"]
+    assert metrics[chosen]["ndcg"] >= floor, (chosen, best, {m: round(v["ndcg"], 4) for m, v in metrics.items()})
 
 
 def test_the_dominant_modality_moves_the_published_rankings_most(regime: dict) -> None:
     weight = modality_weight(regime["root"], regime["config"], regime["out"]["evaluation"]["chosen_method"])
     assert weight.idxmax() == DOMINANT[regime["name"]], weight.round(4).to_dict()
+
+
+@pytest.mark.parametrize("modality", ["content", "social"])
+def test_where_only_a_modality_carries_signal_its_model_beats_popularity_and_the_behaviour_models(
+        regime: dict, modality: str) -> None:
+    if regime["name"] != modality:
+        pytest.skip(f"the {modality} model's known answer is in the {modality} regime")
+    metrics = regime["out"]["evaluation"]["metrics"]
+    behaviour = [m for m in models.REGISTRY if models.get(m).modalities == ("behavior",)]
+    ndcg = {m: round(metrics[m]["ndcg"], 4) for m in (modality, *behaviour)}
+    assert metrics[modality]["ndcg"] > max(metrics[m]["ndcg"] for m in behaviour), ndcg
