@@ -20,8 +20,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 PROJECT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAY = dt.date(2009, 1, 1)
-# Ciao is sparse (~60 ratings a day): windows of 90 days; two years of history keep the run short.
-CONF = {"holdout_days": 90, "validation_days": 90, "n_folds": 2, "history_days": 730, "ndcg_floor": 0.0}
+# Ciao is sparse (~60 ratings a day): windows of 90 days; two years of history and a tuning budget of a
+# minute per model keep the run short (the budget's early stop is exercised on real data too).
+CONF = {"holdout_days": 90, "validation_days": 90, "n_folds": 2, "history_days": 730, "ndcg_floor": 0.0,
+        "tuning_budget_seconds": 60}
 
 
 @pytest.fixture(scope="module")
