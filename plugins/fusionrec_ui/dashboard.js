@@ -6,7 +6,9 @@
   const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
                    "#7f7f7f", "#bcbd22", "#393b79", "#637939"];
   const METRIC_LABELS = {ndcg: "NDCG@K", recall: "Recall@K", hit_rate: "Hit rate@K", coverage: "Coverage@K"};
-  const TABLE_DATES = 8;  // the value tables show the latest dates; the charts show all of them
+  const TABLE_DATES = 8;
+  const COUNT_INCREMENTS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7];
+  const DAY_INCREMENTS = [1, 2, 7, 14, 30, 91, 182, 365].map((days) => days * 86400);  // ticks on whole days  // the value tables show the latest dates; the charts show all of them
   const charts = {};
   window.fusionrec = {charts: charts, data: null, ready: false};
 
@@ -58,7 +60,12 @@
         x: {time: true, range: (u, min, max) => (min === max ? [min - 86400, max + 86400] : [min, max])},
         y: {range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1]},
       },
-      axes: [{}, {label: options.yLabel, size: 60, values: (u, ticks) => ticks.map((t) => fmt(t, options.tickDigits))}],
+      padding: [12, 56, 0, 0],
+      axes: [
+        {incrs: DAY_INCREMENTS, values: (u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(0, 10))},
+        {label: options.yLabel, size: 60, incrs: options.tickDigits === 0 ? COUNT_INCREMENTS : undefined,
+         values: (u, ticks) => ticks.map((t) => fmt(t, options.tickDigits))},
+      ],
       legend: {live: true},
     };
     if (charts[key]) charts[key].destroy();
