@@ -84,7 +84,7 @@ PARAMS = {
     "history_days": Param(0, type="integer", minimum=0, title="History days",
                           description="Days of behaviour history to train on (0: all). Items a user did earlier "
                                       "are still never recommended to them."),
-    "landing_wait_hours": Param(6.0, type="number", minimum=0, title="Landing wait (hours)",
+    "landing_wait_hours": Param(6.0, type="number", minimum=0, maximum=36, title="Landing wait (hours)",
                                 description="A missing behaviour partition of D is awaited (checked every "
                                             "5 minutes) until D ends plus this many hours (UTC); then the run "
                                             "fails naming the missing folder."),

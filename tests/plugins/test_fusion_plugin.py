@@ -124,7 +124,7 @@ def test_names_come_from_the_files(pipeline_root, tmp_path, monkeypatch, plugin)
     payload = pipeline_root.read_published_metrics(DAYS[1])
     payload["metrics"]["deep_fusion"] = dict(payload["metrics"][payload["chosen_method"]], ndcg=0.5)
     payload["base_models"] = [*payload["base_models"], "graph"]
-    payload["metrics"]["graph"] = dict(payload["metrics"]["popularity"], ndcg=0.01)
+    payload["metrics"]["graph"] = dict(payload["metrics"][payload["base_models"][0]], ndcg=0.01)
     publish_version(root, DAYS[1], {"metrics": lambda folder: (folder / "metrics.json").write_text(
         json.dumps(payload))})
     publish_version(root, DAYS[0], {"metrics": lambda folder: (folder / "metrics.json").write_text(
@@ -160,7 +160,8 @@ def test_dates_and_metrics_of_a_date(pipeline_root, client):
     body = client.get(f"/metrics/{DAYS[0]}").json()
     published = pipeline_root.read_published_metrics(DAYS[0])
     assert body["ds"] == DAYS[0].isoformat()
-    assert body["metrics"]["stacking"]["ndcg"] == pytest.approx(published["metrics"]["stacking"]["ndcg"])
+    chosen = published["chosen_method"]
+    assert body["metrics"][chosen]["ndcg"] == pytest.approx(published["metrics"][chosen]["ndcg"])
     assert client.get("/metrics/2024-03-03").status_code == 404
     assert client.get("/metrics/yesterday").status_code == 422
 
