@@ -9,8 +9,9 @@ unpaused DAG. The three processes share one process group (the ``set -m`` patter
 whole group, then kills whatever survived, so no test leaves Airflow running. Every wait is bounded.
 
 The scheduler's own schedule is switched off (``[scheduler] use_job_schedule = False``): unpausing the DAG
-would otherwise create a scheduled run for "yesterday" (catchup=False, start_date 2000-01-01), which fails
-for lack of landing data. Backfills and manual triggers are unaffected by that setting.
+would otherwise create a scheduled run for "yesterday" (catchup=False, start_date 2000-01-01), whose
+``wait_for_landing`` would wait hours for landing data that never comes. Backfills and manual triggers are
+unaffected by that setting.
 """
 
 from __future__ import annotations
