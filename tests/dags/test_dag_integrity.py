@@ -145,3 +145,18 @@ def test_task_lists_match_the_library_registries():
     assert multimodal_fusion.MODELS == list(models.REGISTRY)
     assert multimodal_fusion.MODALITIES == list(MODALITY_REGISTRY) == list(MODALITIES)
     assert multimodal_fusion.METHODS == list(FUSION_METHODS)
+
+
+def test_the_landing_sensor_waits_for_a_missing_partition_then_fails_with_a_clear_message(dag, tmp_path):
+    """What unpausing does: the scheduler runs yesterday; without its partition the sensor waits, not fails."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from fusion_tasks.config import RunConfig
+
+    poke = dag.get_task("wait_for_landing").python_callable
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    waiting = poke(RunConfig(as_of_date=yesterday, data_root=tmp_path, landing_wait_hours=36).to_dict())
+    assert waiting.is_done is False
+    overdue = RunConfig(as_of_date=yesterday - dt.timedelta(days=3), data_root=tmp_path).to_dict()
+    with pytest.raises(AirflowFailException, match="landing partition for .* is missing: .*date=.*did not arrive"):
+        poke(overdue)
