@@ -88,6 +88,8 @@ class AirflowInstance:
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.url,
             "AIRFLOW__API__WORKERS": "1",
+            # the scheduler's task-log server: its default port 8793 is taken by any other Airflow on the machine
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "FUSION_DATA_ROOT": str(self.data_root),
