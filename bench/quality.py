@@ -30,6 +30,7 @@ import pandas as pd
 
 from fusion_tasks.config import PROJECT_ROOT, RunConfig, default_ciao_dir
 from fusion_tasks.evaluation.metrics import per_user_metrics, summarise
+from fusion_tasks.progress import Progress
 from fusion_tasks.storage import DataRoot, read_json
 
 DATES = ["2009-01-01", "2009-04-01", "2009-07-01", "2009-10-01",
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     events = all_behaviour(root, max(dates) + dt.timedelta(days=HORIZON_DAYS))
     per_date = []
     args.out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(len(dates), "dates", label="bench.quality", min_interval=0)  # count and ETA on stderr
     for day in dates:
         timings["runs"][day.isoformat()] = run_date(root, day, conf, args.runner, args.force)
         log(f"{day}: pipeline {timings['runs'][day.isoformat()]['seconds']:.0f}s")
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         result["plot"] = str(plot_per_origin(result).relative_to(PROJECT_ROOT))
         (args.out / "quality.json").write_text(json.dumps(result, indent=1, default=_json) + "\n")
         args.markdown.write_text(markdown(result))
+        progress.advance(detail=f"{day} done")
     log(f"wrote {args.markdown} and {args.out / 'quality.json'} in {result['wall_seconds']:.0f}s")
     return 0
 

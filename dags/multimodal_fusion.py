@@ -5,10 +5,16 @@
 and reads every modality *as of D*: events up to the end of D, content and social versions valid by D.
 Nothing after D is read, so a backfilled date gives the answer it would have given that day.
 
-**Manual runs**: set `as_of_date` in the trigger form. A run without a logical date and without
-`as_of_date` fails at once.
+**Unpausing** (also from the trigger form, where it is ticked by default) lets the scheduler start the
+run of the latest complete day, yesterday (`catchup` is off). If that day's behaviour partition has not
+landed, `wait_for_landing` waits for it (checking every 5 minutes, until the end of D plus
+`landing_wait_hours`), then fails naming the missing folder.
 
-**Flow**: `plan_run` → `extract_<modality>` (parallel; validated, bad rows quarantined) →
+**Manual runs**: set `as_of_date` in the trigger form. A run without a logical date and without
+`as_of_date` fails at once, and so does a conf key that is not a param. Runs triggered through the
+UI or the REST API get a run id and a note naming the date they compute (`as_of_2024-04-29__manual__…`).
+
+**Flow**: `plan_run` → `wait_for_landing` → `extract_<modality>` (parallel; validated, bad rows quarantined) →
 `build_training_data` → `train_<model>` (parallel, pool `fusion_training`; each model tuned on the
 validation folds within `tuning_budget_seconds`, then fitted at the test and final origins) → `score_candidates` →
 `fit_weighted_sum` / `fit_stacking` / `fit_deep_fusion` (tuned on validation folds before the holdout) → `evaluate` and
@@ -31,7 +37,7 @@ import datetime as dt
 import logging
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 log = logging.getLogger(__name__)
@@ -42,32 +48,47 @@ MODELS = ["popularity", "als", "item_knn", "ease", "content", "social"]
 METHODS = ["weighted_sum", "stacking", "deep_fusion"]
 TRAINING_POOL = "fusion_training"
 
+DESCRIPTION = ("Daily fused top-K recommendations from behaviour, content and social data, published behind a "
+               "quality gate")
+
+# Defaults are the library's (RunConfig); tests/dags/test_dag_integrity.py checks that each one matches.
 PARAMS = {
     "as_of_date": Param(None, type=["null", "string"], format="date", title="As-of date",
                         description="The date to run for (YYYY-MM-DD). Required when the run has no logical date; "
                                     "overrides the logical date when set."),
     "top_k": Param(10, type="integer", minimum=1, maximum=200, title="K",
                    description="How many items to publish per user, and the K of every metric."),
-    "modalities": Param(MODALITIES, type="array", items={"type": "string", "enum": MODALITIES},
-                        title="Modalities", description="Which modalities to use; behavior is required."),
-    "methods": Param(METHODS, type="array", items={"type": "string", "enum": METHODS},
-                     title="Fusion methods", description="Fusion methods to fit; the one with the better "
-                                                        "cross-validated NDCG is published."),
-    "holdout_days": Param(14, type="integer", minimum=1, description="Length of the test window ending at D."),
-    "validation_days": Param(14, type="integer", minimum=1, description="Length of each validation window."),
-    "n_folds": Param(3, type="integer", minimum=1, maximum=12, description="Rolling validation windows before the "
-                                                                            "test window (time-aware CV)."),
-    "candidates_per_model": Param(50, type="integer", minimum=1, description="Top-N of each base model that "
-                                                                              "joins a user's fusion pool."),
-    "seed": Param(20240601, type="integer", description="Base seed; every component derives its own."),
-    "ndcg_floor": Param(0.005, type="number", minimum=0, description="Gate: minimum holdout NDCG@K to publish."),
-    "regression_tolerance": Param(0.25, type="number", minimum=0, maximum=1,
+    "modalities": Param(MODALITIES, type="array", items={"type": "string", "enum": MODALITIES}, minItems=1,
+                        uniqueItems=True, examples=MODALITIES, title="Modalities",
+                        description="Which modalities to use; behavior is required."),
+    "methods": Param(METHODS, type="array", items={"type": "string", "enum": METHODS}, minItems=1,
+                     uniqueItems=True, examples=METHODS, title="Fusion methods",
+                     description="Fusion methods to fit; the one with the better cross-validated NDCG is "
+                                 "published."),
+    "holdout_days": Param(14, type="integer", minimum=1, title="Holdout days",
+                          description="Length of the test window ending at D."),
+    "validation_days": Param(14, type="integer", minimum=1, title="Validation days",
+                             description="Length of each validation window."),
+    "n_folds": Param(3, type="integer", minimum=1, maximum=12, title="Validation folds",
+                     description="Rolling validation windows before the test window (time-aware CV)."),
+    "candidates_per_model": Param(50, type="integer", minimum=1, title="Candidates per model",
+                                  description="Top-N of each base model that joins a user's fusion pool "
+                                              "(at least K)."),
+    "seed": Param(20240601, type="integer", title="Seed",
+                  description="Base seed; every component derives its own."),
+    "ndcg_floor": Param(0.005, type="number", minimum=0, title="Gate: NDCG floor",
+                        description="Gate: minimum holdout NDCG@K to publish."),
+    "regression_tolerance": Param(0.25, type="number", minimum=0, maximum=1, title="Gate: regression tolerance",
                                   description="Gate: largest relative NDCG drop against the last published date."),
-    "max_quarantine_share": Param(0.05, type="number", minimum=0, maximum=1,
+    "max_quarantine_share": Param(0.05, type="number", minimum=0, maximum=1, title="Max quarantined share",
                                   description="Extraction fails (no retry) above this share of rejected rows."),
-    "history_days": Param(0, type="integer", minimum=0, description="Days of behaviour history to train on "
-                                                                     "(0: all). Items a user did earlier are "
-                                                                     "still never recommended to them."),
+    "history_days": Param(0, type="integer", minimum=0, title="History days",
+                          description="Days of behaviour history to train on (0: all). Items a user did earlier "
+                                      "are still never recommended to them."),
+    "landing_wait_hours": Param(6.0, type="number", minimum=0, maximum=36, title="Landing wait (hours)",
+                                description="A missing behaviour partition of D is awaited (checked every "
+                                            "5 minutes) until D ends plus this many hours (UTC); then the run "
+                                            "fails naming the missing folder."),
     "tune_models": Param(True, type="boolean", title="Tune base models",
                          description="Tune every base model's hyperparameters on the validation folds "
                                      "(coordinate search over each model's search space)."),
@@ -75,6 +96,7 @@ PARAMS = {
                                    description="Time budget per model for tuning; a model whose default "
                                                "setting alone exceeds it fails its training task."),
 }
+LANDING_POKE_SECONDS = 300
 
 DEFAULT_ARGS = {
     "owner": "fusionrec",
@@ -106,6 +128,7 @@ def _root(spec: dict):
     max_active_tasks=4,
     default_args=DEFAULT_ARGS,
     params=PARAMS,
+    description=DESCRIPTION,
     doc_md=__doc__,
     tags=["fusionrec", "recommendations"],
 )
@@ -116,7 +139,10 @@ def multimodal_fusion():
         from fusion_tasks.config import RunConfig
 
         context = get_current_context()
-        params = dict(context["params"])
+        unknown = sorted(set(context["dag_run"].conf or {}) - set(PARAMS))
+        if unknown:
+            raise AirflowFailException(f"unknown keys in the run's conf: {unknown}; the params are {sorted(PARAMS)}")
+        params = {key: value for key, value in context["params"].items() if key in PARAMS}
         as_of = params.pop("as_of_date", None)
         if not as_of:
             logical = context["dag_run"].logical_date
@@ -131,6 +157,18 @@ def multimodal_fusion():
             raise AirflowFailException(f"invalid run parameters: {err}") from None
         log.info("running for as_of_date=%s into %s", config.as_of_date, config.data_root)
         return config.to_dict()
+
+    @task.sensor(mode="reschedule", poke_interval=LANDING_POKE_SECONDS, timeout=dt.timedelta(days=2),
+                 execution_timeout=dt.timedelta(minutes=5))
+    def wait_for_landing(spec: dict) -> PokeReturnValue:
+        """Wait for D's daily landing partitions (until D ends + landing_wait_hours), instead of failing."""
+        from fusion_tasks.pipeline import landing_status
+
+        status = landing_status(_root(spec), _config(spec), dt.datetime.now(dt.UTC))
+        if status["overdue"]:
+            raise AirflowFailException(status["message"])  # past the deadline: retrying cannot help
+        log.info("%s", status["message"])
+        return PokeReturnValue(is_done=status["ready"])
 
     def extract_task(modality: str):
         @task(task_id=f"extract_{modality}", execution_timeout=dt.timedelta(minutes=20))
@@ -210,13 +248,17 @@ def multimodal_fusion():
     @task(execution_timeout=dt.timedelta(minutes=5))
     def quality_gate(spec: dict, _metrics: dict, _fused: dict) -> dict:
         from fusion_tasks.evaluation.report import quality_gate as gate
+        from fusion_tasks.gate_text import describe_gate
 
-        decision = gate(_root(spec), _config(spec))
+        config = _config(spec)
+        decision = gate(_root(spec), config)
+        sentence = describe_gate(decision, config.top_k)
         if decision["kind"] == "floor":
-            raise AirflowFailException(f"quality gate: {decision['reason']}; nothing published")
+            raise AirflowFailException(sentence)
         if not decision["passed"]:
-            raise AirflowSkipException(f"quality gate: {decision['reason']}; the previous table stays current")
-        return decision
+            raise AirflowSkipException(sentence)
+        log.info("%s", sentence)
+        return {"passed": True, "decision": sentence}
 
     @task(execution_timeout=dt.timedelta(minutes=15))
     def publish_recommendations(spec: dict, _gate: dict) -> dict:
@@ -225,7 +267,9 @@ def multimodal_fusion():
         return publish(_root(spec), _config(spec))
 
     spec = plan_run()
+    landed = wait_for_landing(spec)
     extracted = [extract_task(m)(spec) for m in MODALITIES]
+    landed >> extracted
     features = build_training_data(spec)
     extracted >> features
     trained = [train_task(name)(spec, features) for name in MODELS]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fusion_tasks {synthetic,run,show}``."""
+"""Command line of the library: python -m fusion_tasks {synthetic,run,show} (see --help)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,68 @@ import sys
 from fusion_tasks.config import RunConfig, default_data_root
 from fusion_tasks.storage import DataRoot
 
+DESCRIPTION = """The fusionrec pipeline without Airflow: synthetic data, a whole run for one date, published metrics.
+
+Dates are YYYY-MM-DD (UTC); the data root is --data-root, else $FUSION_DATA_ROOT, else var/ in the project.
+"""
+
+EXAMPLES = {
+    "synthetic": "example:\n  python -m fusion_tasks synthetic --days 120 --seed 7",
+    "run": "examples:\n  python -m fusion_tasks run --date 2024-04-29\n"
+           "  python -m fusion_tasks run --date 2024-04-29 --set top_k=20 --set 'methods=[\"stacking\"]'\n\n"
+           "--set takes any RunConfig setting (the DAG's params: top_k, modalities, methods, holdout_days,\n"
+           "validation_days, n_folds, candidates_per_model, seed, ndcg_floor, regression_tolerance,\n"
+           "max_quarantine_share, history_days, landing_wait_hours) with a JSON value; the defaults are the DAG's.",
+    "show": "example:\n  python -m fusion_tasks show --date 2024-04-29",
+}
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=JSON, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the value of {key} is not JSON: {value!r} (strings need quotes)") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m fusion_tasks", description=DESCRIPTION, formatter_class=raw,
+                                     epilog="run 'python -m fusion_tasks COMMAND --help' for a command's options")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="where every layer lives (default: $FUSION_DATA_ROOT, else var/ in the project)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    synth = sub.add_parser("synthetic", help="write the built-in synthetic data set to the landing zone",
+                           formatter_class=raw, epilog=EXAMPLES["synthetic"],
+                           description="Write the seeded synthetic world (one behaviour file per day from "
+                                       "2024-01-01, content and social versions)\ninto the landing zone.")
+    synth.add_argument("--days", type=int, default=120, metavar="N", help="days of data from 2024-01-01 (default 120)")
+    synth.add_argument("--seed", type=int, default=7, help="seed of the world (default 7)")
+    run = sub.add_parser("run", help="run every step for one date in this process (no Airflow)", formatter_class=raw,
+                         epilog=EXAMPLES["run"],
+                         description="Run every step of the DAG for one date in this process and print the "
+                                     "holdout metrics and the gate's decision.")
+    run.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD", help="the as-of date D")
+    run.add_argument("--set", action="append", default=[], type=_setting, metavar="KEY=JSON",
+                     help="a run setting, e.g. top_k=20 (repeatable)")
+    show = sub.add_parser("show", help="print the published metrics table of a date", formatter_class=raw,
+                          epilog=EXAMPLES["show"], description="Print the published metrics table of a date "
+                                                               "and the path of its recommendations.")
+    show.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD", help="a published date")
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fusion_tasks", description=__doc__)
-    parser.add_argument("--data-root", default=None, help="default: $FUSION_DATA_ROOT or var/")
-    sub = parser.add_subparsers(dest="command", required=True)
-    synth = sub.add_parser("synthetic", help="write the built-in synthetic data set to the landing zone")
-    synth.add_argument("--days", type=int, default=120)
-    synth.add_argument("--seed", type=int, default=7)
-    run = sub.add_parser("run", help="run every step for one date in this process (no Airflow)")
-    run.add_argument("--date", required=True, type=dt.date.fromisoformat)
-    run.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a RunConfig field")
-    show = sub.add_parser("show", help="print the published metrics table of a date")
-    show.add_argument("--date", required=True, type=dt.date.fromisoformat)
+    parser = build_parser()
     args = parser.parse_args(argv)
     root = DataRoot(args.data_root or default_data_root())
 
@@ -32,14 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(generate(root, SyntheticSpec(n_days=args.days, seed=args.seed)), indent=2))
     elif args.command == "run":
         from fusion_tasks.evaluation.report import summary_table
+        from fusion_tasks.gate_text import describe_gate
         from fusion_tasks.pipeline import run_all
 
-        overrides = dict(item.split("=", 1) for item in args.set)
-        config = RunConfig.from_dict({"as_of_date": args.date, "data_root": root.root,
-                                      **{k: json.loads(v) for k, v in overrides.items()}})
+        try:
+            config = RunConfig.from_dict({"as_of_date": args.date, "data_root": root.root, **dict(args.set)})
+        except (TypeError, ValueError) as err:
+            parser.error(str(err))
         out = run_all(config)
         print(summary_table(out["evaluation"]))
-        print("gate:", out["gate"]["reason"] or "passed")
+        print(describe_gate(out["gate"], config.top_k))
     elif args.command == "show":
         from fusion_tasks.evaluation.report import summary_table
 

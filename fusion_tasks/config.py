@@ -43,13 +43,14 @@ class RunConfig:
     holdout_days: int = 14
     validation_days: int = 14
     n_folds: int = 3
-    candidates_per_model: int = 100
+    candidates_per_model: int = 50  # the DAG's Param default is the same (tests/dags/test_dag_integrity.py)
     max_quarantine_share: float = 0.05
     ndcg_floor: float = 0.005
     regression_tolerance: float = 0.25
     history_days: int = 0  # training window; 0: all history. Past items are excluded over all history.
     tune_models: bool = True  # tune every base model on the validation folds
     tuning_budget_seconds: float = 600.0  # per model; a default setting over it fails the training task
+    landing_wait_hours: float = 6.0  # a missing daily landing partition is awaited until D ends + this
 
     def __post_init__(self) -> None:
         unknown = set(self.modalities) - set(MODALITIES)
@@ -71,6 +72,8 @@ class RunConfig:
             raise ValueError("candidates_per_model must be >= top_k")
         if self.tuning_budget_seconds <= 0:
             raise ValueError(f"tuning_budget_seconds must be > 0, got {self.tuning_budget_seconds}")
+        if self.landing_wait_hours < 0:
+            raise ValueError(f"landing_wait_hours must be >= 0, got {self.landing_wait_hours}")
         if not 0 <= self.max_quarantine_share <= 1:
             raise ValueError("max_quarantine_share must be within [0, 1]")
 
@@ -105,6 +108,21 @@ class RunConfig:
         out["data_root"] = str(self.data_root)
         out["modalities"] = list(self.modalities)
         out["methods"] = list(self.methods)
+        return out
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The default of every setting but ``as_of_date`` and ``data_root``, as plain JSON values."""
+        out = {}
+        for field in dataclasses.fields(cls):
+            if field.name in ("as_of_date", "data_root"):
+                continue
+            value = field.default
+            out[field.name] = list(value) if isinstance(value, tuple) else value
+        if out["methods"] is None:  # every registered fusion method
+            from fusion_tasks.fusion.methods import REGISTRY as METHODS
+
+            out["methods"] = list(METHODS)
         return out
 
     @classmethod

@@ -6,6 +6,7 @@ a shell without a scheduler). Every step takes the data root and the run configu
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,40 @@ class StageTimer:
             spent = self.seconds.setdefault(stage, {"wall": 0.0, "cpu": 0.0})
             spent["wall"] += time.perf_counter() - wall
             spent["cpu"] += time.process_time() - cpu
+
+
+def landing_status(root: DataRoot, config: RunConfig, now: dt.datetime) -> dict[str, Any]:
+    """Whether the landing partition of ``config.as_of_date`` is there for every selected daily modality.
+
+    A daily modality (behaviour) needs a partition for D itself; it may still be on its way, so it is
+    awaited until the end of D plus ``config.landing_wait_hours`` (UTC). Returns ``ready`` (all there),
+    ``overdue`` (something is missing and the deadline has passed), ``missing`` (the partition folders
+    that are absent), ``deadline`` (ISO-8601) and ``message``: one sentence for the task log.
+    ``now`` must be timezone-aware.
+    """
+    day = config.as_of_date
+    deadline = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC) + dt.timedelta(
+        hours=config.landing_wait_hours)
+    missing = []
+    for name in config.modalities:
+        if not modalities.get(name).daily:
+            continue
+        if not any(landed == day for landed, _ in root.landing_files(name)):
+            missing.append(str(root.landing_day(name, day)))
+    overdue = bool(missing) and now >= deadline
+    if not missing:
+        message = f"the landing partitions for {day} are there"
+    elif overdue:
+        message = (f"the landing partition for {day} is missing: {', '.join(missing)}; it was awaited until "
+                   f"{deadline:%Y-%m-%d %H:%M} UTC (the end of {day} plus landing_wait_hours="
+                   f"{config.landing_wait_hours:g}) and did not arrive. Deliver it (an empty file is a valid empty "
+                   "day) and clear this task, or run a date that has data")
+    else:
+        message = (f"waiting for the landing partition of {day}: {', '.join(missing)} is not there yet; "
+                   f"checking again until {deadline:%Y-%m-%d %H:%M} UTC (the end of {day} plus "
+                   f"landing_wait_hours={config.landing_wait_hours:g})")
+    return {"ready": not missing, "overdue": overdue, "missing": missing, "deadline": deadline.isoformat(),
+            "message": message}
 
 
 def run_all(config: RunConfig, *, publish_if_gate_passes: bool = True) -> dict[str, Any]:

@@ -86,6 +86,31 @@ def check_output_contract(table: pd.DataFrame, k: int, catalogue: set[str]) -> N
         raise OutputContractError("recommendation table breaks the output contract: " + "; ".join(problems))
 
 
+def contribution_shares(table: pd.DataFrame) -> dict[str, float]:
+    """Each group's share of the published scores: the sum of the absolute values of its contribution
+    column over all rows, divided by the same sum over all groups (shares add up to 1; all 0 when every
+    contribution is 0). Keys are the group names (``behavior``, ``content``, ``social``, ``cross``,
+    ``context``)."""
+    magnitude = table[CONTRIBUTIONS].abs().sum()
+    total = float(magnitude.sum())
+    return {column.removeprefix("contribution_"): (float(value) / total if total > 0 else 0.0)
+            for column, value in magnitude.items()}
+
+
+def extraction_summary(root: DataRoot, config: RunConfig) -> dict[str, dict[str, Any]]:
+    """Per selected modality, from its staged manifest of D: rows read, staged and quarantined, the
+    quarantined share and the count per reject reason. A modality without a manifest is left out."""
+    out = {}
+    for modality in config.modalities:
+        path = root.staged_manifest(modality, config.as_of_date)
+        if not path.is_file():
+            continue
+        manifest = read_json(path)
+        out[modality] = {key: manifest.get(key) for key in ("rows_read", "rows_staged", "rows_quarantined",
+                                                            "quarantine_share", "quarantine_reasons")}
+    return out
+
+
 def publish(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     """Publish D's recommendations and metrics atomically (see ``storage.publish_version``).
 
@@ -102,6 +127,8 @@ def publish(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     report = read_json(fused / "metrics.json")
     report["gate"] = gate
     report["config"] = {key: value for key, value in config.to_dict().items() if key != "data_root"}
+    report["contribution_share"] = contribution_shares(table)
+    report["extraction"] = extraction_summary(root, config)
 
     def write_recommendations(folder: Path) -> None:
         shutil.copyfile(source, folder / "recommendations.parquet")

@@ -1,30 +1,36 @@
-"""The ``fusionrec`` Airflow plugin: a read-only view of the published evaluation metrics.
+"""The ``fusionrec`` Airflow plugin: a dashboard of the published metrics inside the Airflow UI.
 
-The API server mounts a small FastAPI app under ``/fusionrec``:
+The API server mounts a small FastAPI app under ``/fusionrec``, and the UI lists it in its navigation
+(*fusionrec* in the side bar, an ``external_views`` entry rendered in an iframe at ``/plugin/fusionrec``):
 
-- ``GET /fusionrec/``             an HTML table: each published date with the NDCG@10 of each method
-- ``GET /fusionrec/dates``        ``{"dates": ["YYYY-MM-DD", ...]}``, oldest first
-- ``GET /fusionrec/metrics/{ds}`` ``{"ds": ..., "metrics": {method: {metric: value}}}``; 404 if not published
+- ``GET /fusionrec/``                the dashboard page (charts drawn in the browser with the vendored uPlot)
+- ``GET /fusionrec/api/dashboard``   the JSON the page draws (see ``fusion_tasks.dashboard.dashboard_data``)
+- ``GET /fusionrec/dates``           ``{"dates": ["YYYY-MM-DD", ...]}``, oldest first
+- ``GET /fusionrec/metrics/{ds}``    ``{"ds": ..., "metrics": {name: {metric: number}}}``; 404 if not published
+- ``GET /fusionrec/static/...``      the page's script, style sheet and uPlot (code only, no data)
 
-Security: routes of plugin ``fastapi_apps`` are NOT behind Airflow's login; anyone who can reach the API
-server can call them. So this app exposes only aggregate metrics: from ``metrics.json`` it returns the
-``metrics`` mapping with numeric values only (method -> metric -> number), never the rest of the file, and
-never recommendations or anything with user or item ids. Keep it that way, or add authentication.
+Security: Airflow does not authenticate plugin apps, so every route but ``static`` requires a logged-in
+Airflow user allowed to see plugins (``requires_access_view(AccessView.PLUGINS)``: the UI's session cookie
+or an API bearer token). A browser without a session is sent to Airflow's login page. Even so, only
+aggregate numbers leave: metrics, shares and counts, never recommendations or user or item ids.
 
-Every Airflow component imports this module when it loads plugins, so importing it is cheap: FastAPI is
-imported when the API server first sends a request to the app, pandas (through ``fusion_tasks.storage``)
-only inside the handlers.
+A root middleware checks every trigger of the DAG (UI form or REST API): a conf key that is not a param
+is refused with 400, and a run for a date gets a run id and a note naming it (``label_trigger``).
+
+Every Airflow component imports this module when it loads plugins, so importing it is cheap: FastAPI and
+Airflow's security module are imported when the API server first sends a request to the app, pandas
+(through ``fusion_tasks.storage``) only inside the handlers.
 """
 
 import datetime as dt
-import html
 import math
-import re
+from pathlib import Path
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
 URL_PREFIX = "/fusionrec"
+UI_DIR = Path(__file__).resolve().parent / "fusionrec_ui"
 
 
 def _data_root() -> Any:
@@ -37,16 +43,11 @@ def _data_root() -> Any:
 
 def _read_metrics(root: Any, day: dt.date) -> dict[str, Any] | None:
     """The published metrics.json of ``day``, or None when that date has no published metrics."""
-    for attempt in range(2):
-        try:
-            payload = root.read_published_metrics(day)
-        except FileNotFoundError:
-            # A publish may have swapped the symlink and removed the old version while we read: retry once.
-            if attempt == 0 and root.metrics_path(day).exists():
-                continue
-            return None
-        return payload if isinstance(payload, dict) else {}
-    return None
+    try:
+        payload = root.read_published_metrics(day)  # retries a read that races a publish
+    except FileNotFoundError:
+        return None
+    return payload if isinstance(payload, dict) else {}
 
 
 def _number(value: Any) -> float | int | None:
@@ -59,10 +60,9 @@ def _number(value: Any) -> float | int | None:
 
 
 def aggregate_metrics(payload: Any) -> dict[str, dict[str, float | int | None]]:
-    """``payload["metrics"]`` reduced to method -> metric -> number; everything else is dropped.
+    """``payload["metrics"]`` reduced to name -> metric -> number; everything else is dropped.
 
-    Non-finite numbers become None (JSON has no NaN); non-numeric values and non-mapping entries are left
-    out, so nothing but aggregate numbers can leave through this unauthenticated app.
+    Non-finite numbers become None (JSON has no NaN); non-numeric values and non-mapping entries are left out.
     """
     metrics = payload.get("metrics") if isinstance(payload, dict) else None
     if not isinstance(metrics, dict):
@@ -79,57 +79,58 @@ def aggregate_metrics(payload: Any) -> dict[str, dict[str, float | int | None]]:
     return out
 
 
-def _is_ndcg_at_10(name: str) -> bool:
-    """``ndcg@10``, ``NDCG@10``, ``ndcg_at_10``, ``ndcg10``: the format of metrics.json is not final."""
-    return re.sub(r"[^a-z0-9]", "", name.lower()) in ("ndcg10", "ndcgat10")
+def _access_dependency() -> Any:
+    """Airflow's own check: a valid session cookie or bearer token of a user who may view plugins."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+    from airflow.api_fastapi.core_api.security import requires_access_view
+
+    return requires_access_view(AccessView.PLUGINS)
 
 
-def ndcg_at_10(values: dict[str, Any]) -> float | int | None:
-    for name, value in values.items():
-        if _is_ndcg_at_10(name):
-            return _number(value)
-    return None
+def _login_url(request: Any) -> str:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager().get_url_login(next_url=str(request.url))
 
 
-def render_index(rows: list[tuple[dt.date, dict[str, dict[str, Any]] | None]], prefix: str) -> str:
-    """The HTML page: one row per date (newest first), one NDCG@10 column per method."""
-    methods = sorted({method for _, metrics in rows if metrics for method in metrics})
-    head = "".join(f"<th>{html.escape(method)}</th>" for method in methods)
-    body = []
-    for day, metrics in sorted(rows, key=lambda row: row[0], reverse=True):
-        link = f'<a href="{html.escape(prefix)}/metrics/{day.isoformat()}">{day.isoformat()}</a>'
-        if metrics is None:
-            cells = f'<td colspan="{max(len(methods), 1)}">unreadable</td>'
-        else:
-            cells = ""
-            for method in methods:
-                value = ndcg_at_10(metrics.get(method, {}))
-                cells += f"<td>{'&ndash;' if value is None else f'{value:.4f}'}</td>"
-        body.append(f"<tr><td>{link}</td>{cells}</tr>")
-    table = (
-        f"<table><thead><tr><th>date</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-        if rows
-        else "<p>No metrics published yet.</p>"
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>fusionrec: published metrics</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:2px 10px;text-align:right}</style></head><body>"
-        f"<h1>fusionrec: NDCG@10 of each method by date</h1>{table}</body></html>"
-    )
+def create_app(require_access: Any = None) -> Any:
+    """Build the FastAPI app (imports FastAPI; called on first request).
 
+    ``require_access`` is the route dependency that authenticates and authorises a request; the default
+    is Airflow's (see ``_access_dependency``).
+    """
+    from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi.exception_handlers import http_exception_handler
+    from fastapi.responses import FileResponse, RedirectResponse
+    from fastapi.staticfiles import StaticFiles
 
-def create_app() -> Any:
-    """Build the FastAPI app (imports FastAPI; called on first request)."""
-    from fastapi import FastAPI, HTTPException, Request
-    from fastapi.responses import HTMLResponse
+    from fusion_tasks.dashboard import dashboard_data
 
-    app = FastAPI(title="fusionrec published outputs", description="Aggregate metrics only; no login.")
+    guard = [Depends(require_access or _access_dependency())]
+    app = FastAPI(title="fusionrec dashboard", description="Aggregate metrics of the published dates; "
+                                                           "requires an Airflow login.")
+    app.mount("/static", StaticFiles(directory=UI_DIR), name="static")
 
-    @app.get("/dates")
+    @app.exception_handler(HTTPException)
+    async def to_login(request: Request, exc: HTTPException) -> Any:
+        # a person opening the page without a session gets Airflow's login page, not a JSON 401
+        if exc.status_code == 401 and request.url.path.rstrip("/") == request.scope.get("root_path", "").rstrip("/"):
+            return RedirectResponse(_login_url(request), status_code=303)
+        return await http_exception_handler(request, exc)
+
+    @app.get("/", dependencies=guard, include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(UI_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/dashboard", dependencies=guard)
+    def dashboard() -> dict[str, Any]:
+        return dashboard_data(_data_root())
+
+    @app.get("/dates", dependencies=guard)
     def dates() -> dict[str, list[str]]:
         return {"dates": [day.isoformat() for day in _data_root().published_dates("metrics")]}
 
-    @app.get("/metrics/{ds}", name="metrics")
+    @app.get("/metrics/{ds}", name="metrics", dependencies=guard)
     def metrics(ds: dt.date) -> dict[str, Any]:
         try:
             payload = _read_metrics(_data_root(), ds)
@@ -138,20 +139,6 @@ def create_app() -> Any:
         if payload is None:
             raise HTTPException(status_code=404, detail=f"no metrics published for {ds.isoformat()}")
         return {"ds": ds.isoformat(), "metrics": aggregate_metrics(payload)}
-
-    @app.get("/", response_class=HTMLResponse)
-    def index(request: Request) -> HTMLResponse:
-        root = _data_root()
-        rows = []
-        for day in root.published_dates("metrics"):
-            try:
-                payload = _read_metrics(root, day)
-            except ValueError:  # malformed JSON: show the date, not a 500 for the whole page
-                rows.append((day, None))
-                continue
-            if payload is not None:
-                rows.append((day, aggregate_metrics(payload)))
-        return HTMLResponse(render_index(rows, request.scope.get("root_path", "").rstrip("/")))
 
     return app
 
@@ -178,6 +165,124 @@ class _LazyASGIApp:
 app = _LazyASGIApp()
 
 
+# Triggering the DAG ------------------------------------------------------------------------------------
+DAG_ID = "multimodal_fusion"
+TRIGGER_PATH = f"/api/v2/dags/{DAG_ID}/dagRuns"
+
+
+def allowed_conf_keys() -> set[str]:
+    """The DAG's params: ``as_of_date`` and every RunConfig setting (tests/dags checks that they agree)."""
+    from fusion_tasks.config import RunConfig
+
+    return {"as_of_date", *RunConfig.defaults()}
+
+
+def label_trigger(body: Any, allowed: set[str], now: dt.datetime) -> tuple[Any, str | None]:
+    """Check and label the body of a ``POST .../dagRuns`` of the DAG; returns (body, error message or None).
+
+    A conf key that is not a param is refused, naming it, a close match and the allowed keys (Airflow
+    itself would store it and ignore it). A run for a known date (``conf.as_of_date``, else the logical
+    date) gets the run id ``as_of_<D>__manual__<now>`` and the note ``as of <D>`` unless the caller set
+    them, so the run list shows the date a run computes, not only when it was triggered.
+    """
+    import difflib
+
+    if not isinstance(body, dict):
+        return body, None
+    conf = body.get("conf") or {}
+    if not isinstance(conf, dict):
+        return body, None
+    unknown = sorted(set(conf) - allowed)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return body, (f"unknown conf key{'s' if len(unknown) > 1 else ''} for {DAG_ID}: {', '.join(hints)}; "
+                      f"the params are {', '.join(sorted(allowed))}")
+    day = None
+    if isinstance(conf.get("as_of_date"), str):
+        try:
+            day = dt.date.fromisoformat(conf["as_of_date"])
+        except ValueError:
+            return body, None  # Airflow's own param check answers with 400
+    elif conf.get("as_of_date") is None and isinstance(body.get("logical_date"), str):
+        try:
+            day = dt.datetime.fromisoformat(body["logical_date"].replace("Z", "+00:00")).astimezone(dt.UTC).date()
+        except ValueError:
+            return body, None
+    if day is None:
+        return body, None
+    labelled = dict(body)
+    if not labelled.get("dag_run_id"):
+        labelled["dag_run_id"] = f"as_of_{day.isoformat()}__manual__{now.astimezone(dt.UTC).isoformat()}"
+    if not labelled.get("note"):
+        labelled["note"] = f"as of {day.isoformat()}"
+    return labelled, None
+
+
+class TriggerLabelMiddleware:
+    """ASGI middleware of the API server: applies ``label_trigger`` to every trigger of the DAG.
+
+    The UI's trigger form and the REST API both post to ``/api/v2/dags/multimodal_fusion/dagRuns``.
+    Anything else passes through untouched; a body that is not JSON is left to Airflow to refuse.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope.get("type") == "http" else ""
+        if scope.get("method") != "POST" or not path.rstrip("/").endswith(TRIGGER_PATH):
+            await self.app(scope, receive, send)
+            return
+        import json
+
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)  # a disconnect: let Airflow see it
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if body is not None:
+            labelled, error = label_trigger(body, allowed_conf_keys(), dt.datetime.now(dt.UTC))
+            if error is not None:
+                payload = json.dumps({"detail": error}).encode()
+                await send({"type": "http.response.start", "status": 400,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(payload)).encode())]})
+                await send({"type": "http.response.body", "body": payload})
+                return
+            if labelled is not body:
+                raw = json.dumps(labelled).encode()
+                headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
+                scope = {**scope, "headers": [*headers, (b"content-length", str(len(raw)).encode())]}
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 class FusionRecPlugin(AirflowPlugin):
     name = "fusionrec"
-    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "fusionrec published outputs"}]
+    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "fusionrec dashboard"}]
+    fastapi_root_middlewares = [{"middleware": TriggerLabelMiddleware, "args": [], "kwargs": {},
+                                 "name": "fusionrec trigger checks and run labels"}]
+    # No leading slash: the UI resolves the iframe's address against its own base URL.
+    external_views = [{"name": "fusionrec", "href": "fusionrec/", "destination": "nav", "url_route": "fusionrec",
+                       "nav_top_level": True,
+                       "icon": "fusionrec/static/icon.svg"}]

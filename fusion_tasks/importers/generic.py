@@ -32,10 +32,17 @@ import numpy as np
 import pandas as pd
 
 from fusion_tasks.modalities import get as get_modality
+from fusion_tasks.progress import Progress
 from fusion_tasks.storage import DataRoot, write_parquet
 
 EPOCH = dt.date(1970, 1, 1)
-FORMATS = (".csv", ".parquet")
+TEXT_FORMATS = {".csv": ",", ".tsv": "\t", ".txt": None}  # None: the separator is sniffed from the header
+FORMATS = (*TEXT_FORMATS, ".parquet")
+SNIFFED_SEPARATORS = (",", "\t", ";", "|")
+# Values for optional columns the source may lack: a behaviour event without a value counts once
+# (ratings need their value, so a rating without one is refused); an item without a category is "unknown".
+OPTIONAL_DEFAULTS = {"behavior": {"value": "1"}, "content": {"category": "unknown"}}
+PROGRESS_MIN_PARTITIONS = 100  # write_partitions reports progress on stderr from this many files on
 
 
 # Partition writing (shared with the Ciao importer) ---------------------------------------------
@@ -73,6 +80,8 @@ def write_partitions(root: DataRoot, modality: str, frame: pd.DataFrame, days: n
     render = _csv_renderer(frame) if fmt == "csv" else None
     written: set[Path] = set()
     empty = 0
+    progress = (Progress(len(all_days), "partitions", label=f"import {modality} {name}")
+                if len(all_days) >= PROGRESS_MIN_PARTITIONS else None)
     for number in all_days:
         day = EPOCH + dt.timedelta(days=number)
         path = root.landing_day(modality, day) / f"{name}.{fmt}"
@@ -83,6 +92,8 @@ def write_partitions(root: DataRoot, modality: str, frame: pd.DataFrame, days: n
         else:
             write_parquet(frame.iloc[start:end], path)
         written.add(path)
+        if progress is not None:
+            progress.advance(detail=day.isoformat())
     removed = remove_stale(root, modality, name, keep=written)
     return {
         "files": len(written),
@@ -166,28 +177,59 @@ def _unplaceable(mask: pd.Series, column: str, path: Path, raw: pd.Series) -> Va
 
 
 # The importer -------------------------------------------------------------------------------
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a ``.csv`` (all values as text, empty = null) or ``.parquet`` file."""
+def read_table(path: Path, sep: str | None = None) -> pd.DataFrame:
+    """Read a text table (``.csv``, ``.tsv``, ``.txt``; all values as text, empty = null) or ``.parquet``.
+
+    ``sep`` is the field separator of a text table; by default ``,`` for ``.csv``, a tab for ``.tsv``, and
+    for ``.txt`` whichever of ``, TAB ; |`` splits the header line. A text table that reads as a single
+    column whose name holds another separator raises ``ValueError`` suggesting ``--sep``.
+    """
     path = Path(path)
     if path.suffix not in FORMATS:
-        raise ValueError(f"{path}: expected a .csv or .parquet file")
+        raise ValueError(f"{path}: expected one of {', '.join(FORMATS)} (got {path.suffix or 'no suffix'!r})")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: input file not found")
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    sep = sep or TEXT_FORMATS[path.suffix] or _sniff_separator(path)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], sep=sep)
+    if len(frame.columns) == 1:
+        others = [s for s in SNIFFED_SEPARATORS if s != sep and s in str(frame.columns[0])]
+        if others:
+            shown = {"\t": "tab"}.get(others[0], others[0])
+            raise ValueError(f"{path}: read with separator {sep!r} the file has one column {frame.columns[0]!r}; "
+                             f"its fields look separated by {shown!r}: pass --sep {others[0]!r}")
+    return frame
+
+
+def _sniff_separator(path: Path) -> str:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        header = handle.readline()
+    counts = {sep: header.count(sep) for sep in SNIFFED_SEPARATORS}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] else ","
+
+
+def _check_allowed(column: str, value: str, allowed: frozenset[str] | None, modality: str, option: str) -> None:
+    if allowed is not None and value not in allowed:
+        raise ValueError(f"{option} {value!r} is not a {modality} {column}; allowed: {', '.join(sorted(allowed))}")
 
 
 def import_table(path: str | os.PathLike[str], root: DataRoot, modality: str, column_map: Mapping[str, str], *,
                  valid_from: dt.date | None = None, event_type: str | None = None, edge_type: str | None = None,
-                 weight: float | None = None, name: str | None = None) -> dict[str, Any]:
-    """Import one CSV/Parquet file into ``landing/<modality>/`` of ``root``.
+                 weight: float | None = None, name: str | None = None, sep: str | None = None) -> dict[str, Any]:
+    """Import one CSV/TSV/text or Parquet file into ``landing/<modality>/`` of ``root``.
 
     ``column_map`` renames input columns to schema columns (``{"uid": "user_id"}``); columns that
     are neither mapped nor schema columns are ignored (listed in the summary). ``valid_from``
     (content, social), ``event_type`` (behaviour), ``edge_type`` and ``weight`` (social) fill the
-    column when it is absent and its nulls when present. Output files are named ``name`` (default:
-    the input's stem) in the input's format.
+    column when it is absent and its nulls when present. ``event_type`` and ``edge_type`` must be
+    one of the schema's values (the message lists them). Optional columns the source lacks get
+    ``OPTIONAL_DEFAULTS`` (a behaviour ``value`` of 1, refused for ``rating`` events; a content
+    ``category`` of ``unknown``). ``sep`` is the separator of a text input (see ``read_table``).
+    Output files are named ``name`` (default: the input's stem), as CSV for a text input and as
+    Parquet for a Parquet input. The summary's ``unknown_values`` counts values of ``event_type`` /
+    ``edge_type`` that the pipeline will quarantine.
 
     Returns a summary dict (rows, partitions, days, ignored columns, ...). Raises
     ``FileNotFoundError`` for a missing input, ``ValueError`` for an unknown modality, a mapping
@@ -205,7 +247,11 @@ def import_table(path: str | os.PathLike[str], root: DataRoot, modality: str, co
     for column, value in defaults.items():
         if value is not None and column not in schema.names:
             raise ValueError(f"a default for {column!r} does not apply to the {modality} modality")
-    frame = read_table(path)
+    columns = {c.name: c for c in schema.columns}
+    for column, option in (("event_type", "--event-type"), ("edge_type", "--edge-type")):
+        if defaults[column] is not None:
+            _check_allowed(column, defaults[column], columns[column].allowed, modality, option)
+    frame = read_table(path, sep)
 
     missing_sources = [src for src in column_map if src not in frame.columns]
     if missing_sources:
@@ -231,6 +277,22 @@ def import_table(path: str | os.PathLike[str], root: DataRoot, modality: str, co
         else:
             frame[column] = frame[column].where(frame[column].notna(), text)
         filled.append(column)
+    for column, value in OPTIONAL_DEFAULTS.get(modality, {}).items():
+        if column in frame.columns:
+            continue
+        if modality == "behavior" and column == "value" and "event_type" in frame.columns \
+                and (frame["event_type"] == "rating").any():
+            raise ValueError(f"{path}: {int((frame['event_type'] == 'rating').sum())} rating events but no 'value' "
+                             "column: map the rating column with --map SOURCE=value")
+        frame[column] = value
+        filled.append(column)
+    unknown_values = {}
+    for column in ("event_type", "edge_type"):
+        allowed = columns[column].allowed if column in columns else None
+        if allowed is not None and column in frame.columns:
+            counts = frame.loc[frame[column].notna() & ~frame[column].isin(allowed), column].value_counts()
+            if len(counts):
+                unknown_values[column] = {str(k): int(v) for k, v in counts.items()}
 
     missing = [c.name for c in schema.columns if c.required and c.name not in frame.columns]
     if missing:
@@ -260,7 +322,7 @@ def import_table(path: str | os.PathLike[str], root: DataRoot, modality: str, co
         fill = None
 
     out_name = name or path.stem
-    fmt = path.suffix.lstrip(".")
+    fmt = "parquet" if path.suffix == ".parquet" else "csv"
     if len(frame) == 0:
         written = {"files": 0, "first_day": None, "last_day": None, "empty_days": 0,
                    "stale_files_removed": remove_stale(root, modality, out_name, keep=())}
@@ -275,6 +337,7 @@ def import_table(path: str | os.PathLike[str], root: DataRoot, modality: str, co
         "columns": list(frame.columns),
         "ignored_columns": ignored,
         "defaults_filled": filled,
+        "unknown_values": unknown_values,
         **written,
     }
 

@@ -23,6 +23,7 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 SPEC = SyntheticSpec(n_days=60, n_users=80, n_items=120)
 CHEAP = {"holdout_days": 7, "validation_days": 7, "n_folds": 2, "candidates_per_model": 20}
 GOOD_DAY, FLOOR_DAY, BAD_DAY = dt.date(2024, 2, 22), dt.date(2024, 2, 26), dt.date(2024, 2, 29)
+UNDELIVERED_DAY = dt.date(2024, 3, 10)  # after the synthetic world's last day: no landing partition
 
 
 class Airflow:
@@ -39,11 +40,11 @@ class Airflow:
 
     def run(self, day: dt.date, conf: dict) -> dict[str, dict]:
         """``airflow dags test`` for a day; returns {task_id: task instance} of that run."""
-        self("dags", "test", "multimodal_fusion", day.isoformat(), "-c", json.dumps(conf), check=False)
+        out = self("dags", "test", "multimodal_fusion", day.isoformat(), "-c", json.dumps(conf), check=False)
         runs = _json(self("dags", "list-runs", "multimodal_fusion", "-o", "json").stdout)
         [run] = [r for r in runs if r["logical_date"].startswith(day.isoformat())]
         states = _json(self("tasks", "states-for-dag-run", "multimodal_fusion", run["run_id"], "-o", "json").stdout)
-        return {"run": run, **{t["task_id"]: t for t in states}}
+        return {"run": run, "output": out.stdout + out.stderr, **{t["task_id"]: t for t in states}}
 
 
     def tries(self, run_id: str, task_id: str) -> int:
@@ -76,6 +77,32 @@ def test_a_good_date_publishes(world):
     root, _, good = world
     assert good["run"]["state"] == "success"
     assert root.published_dates("recommendations") == [GOOD_DAY]
+    # the gate's decision is one sentence in the log, with the numbers and the floor
+    assert "quality gate passed: " in good["output"]
+    assert "is at or above the floor 0.0050" in good["output"]
+    assert "'reason': None" not in good["output"]
+
+
+def test_a_date_whose_partition_never_landed_fails_once_in_the_sensor_naming_the_folder(world):
+    root, airflow, _ = world
+    tasks = airflow.run(UNDELIVERED_DAY, CHEAP)
+    assert tasks["run"]["state"] == "failed"
+    assert tasks["plan_run"]["state"] == "success"
+    assert tasks["wait_for_landing"]["state"] == "failed"
+    assert airflow.tries(tasks["run"]["run_id"], "wait_for_landing") == 1  # past its deadline: no blind retries
+    assert tasks["extract_behavior"]["state"] == "upstream_failed"
+    folder = str(root.landing_day("behavior", UNDELIVERED_DAY))
+    assert f"the landing partition for {UNDELIVERED_DAY} is missing: {folder}" in tasks["output"]
+    assert "did not arrive" in tasks["output"]
+
+
+def test_a_misspelled_conf_key_fails_plan_run_at_once(world):
+    _, airflow, _ = world
+    tasks = airflow.run(dt.date(2024, 2, 24), {**CHEAP, "top_kk": 5})
+    assert tasks["run"]["state"] == "failed"
+    assert tasks["plan_run"]["state"] == "failed"
+    assert airflow.tries(tasks["run"]["run_id"], "plan_run") == 1
+    assert "unknown keys in the run's conf: ['top_kk']" in tasks["output"]
 
 
 def test_below_the_floor_the_gate_fails_and_nothing_is_published(world):

@@ -54,13 +54,14 @@ def test_task_graph(dag):
     extract = {f"extract_{m}" for m in ("behavior", "content", "social")}
     train = {f"train_{m}" for m in ("popularity", "als", "item_knn", "ease", "content", "social")}
     fit = {"fit_weighted_sum", "fit_stacking", "fit_deep_fusion"}
-    expected = {"plan_run", "build_training_data", "score_candidates", "evaluate", "fuse_recommendations",
-                "quality_gate", "publish_recommendations"} | extract | train | fit
+    expected = {"plan_run", "wait_for_landing", "build_training_data", "score_candidates", "evaluate",
+                "fuse_recommendations", "quality_gate", "publish_recommendations"} | extract | train | fit
     assert set(dag.task_ids) == expected
 
     def downstream(task_id):
         return dag.get_task(task_id).downstream_task_ids
 
+    assert downstream("wait_for_landing") == extract
     for task_id in extract:
         assert downstream(task_id) == {"build_training_data"}
     assert downstream("build_training_data") == train
@@ -97,6 +98,41 @@ def test_schedule_params_and_docs(dag):
         assert params.get_param(name).description, name
     assert params["top_k"] == 10
     assert params["as_of_date"] is None
+    assert dag.description and "recommendations" in dag.description
+
+
+def test_every_param_has_a_title_and_a_description(dag):
+    for name, param in dag.params.items():
+        assert (param.schema.get("title") or "").strip(), name
+        assert (param.description or "").strip(), name
+
+
+def test_list_params_are_multi_select_choices(dag):
+    """The trigger form renders an array with ``examples`` as a multi-select list of those values."""
+    from fusion_tasks.config import MODALITIES
+    from fusion_tasks.fusion.methods import REGISTRY as FUSION_METHODS
+
+    for name, allowed in (("modalities", MODALITIES), ("methods", FUSION_METHODS)):
+        schema = dag.params.get_param(name).schema
+        assert schema["type"] == "array"
+        assert schema["examples"] == list(allowed) == schema["items"]["enum"], name
+        assert schema["minItems"] == 1
+
+
+def test_param_defaults_are_the_library_defaults(dag):
+    """The DAG and ``python -m fusion_tasks run`` compute the same thing for a date unless told otherwise."""
+    from fusion_tasks.config import RunConfig
+
+    defaults = RunConfig.defaults()
+    params = {name: dag.params[name] for name in dag.params if name != "as_of_date"}
+    assert params == defaults
+    assert defaults["candidates_per_model"] == 50
+
+
+def test_the_landing_sensor_frees_its_slot_while_waiting(dag):
+    sensor = dag.get_task("wait_for_landing")
+    assert sensor.mode == "reschedule"
+    assert sensor.poke_interval == 300
 
 
 def test_task_lists_match_the_library_registries():
@@ -111,3 +147,18 @@ def test_task_lists_match_the_library_registries():
     assert multimodal_fusion.MODELS == list(models.REGISTRY)
     assert multimodal_fusion.MODALITIES == list(MODALITY_REGISTRY) == list(MODALITIES)
     assert multimodal_fusion.METHODS == list(FUSION_METHODS)
+
+
+def test_the_landing_sensor_waits_for_a_missing_partition_then_fails_with_a_clear_message(dag, tmp_path):
+    """What unpausing does: the scheduler runs yesterday; without its partition the sensor waits, not fails."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from fusion_tasks.config import RunConfig
+
+    poke = dag.get_task("wait_for_landing").python_callable
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    waiting = poke(RunConfig(as_of_date=yesterday, data_root=tmp_path, landing_wait_hours=36).to_dict())
+    assert waiting.is_done is False
+    overdue = RunConfig(as_of_date=yesterday - dt.timedelta(days=3), data_root=tmp_path).to_dict()
+    with pytest.raises(AirflowFailException, match="landing partition for .* is missing: .*date=.*did not arrive"):
+        poke(overdue)

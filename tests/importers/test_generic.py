@@ -127,3 +127,88 @@ def test_cli_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
                  "--data-root", str(tmp_path / "data")])
     assert code == 2
     assert "missing.csv" in capsys.readouterr().err
+
+
+# separators, optional columns, allowed values, progress ---------------------------------------------------
+def _events(tmp_path: Path, name: str, sep: str) -> Path:
+    path = tmp_path / name
+    pd.DataFrame({"uid": ["7", "8"], "sku": ["a", "b"], "when": ["2024-03-01T10:00:00Z", "2024-03-02T10:00:00Z"],
+                  "kind": ["click", "view"]}).to_csv(path, index=False, sep=sep)
+    return path
+
+
+@pytest.mark.parametrize(("name", "sep", "option"), [("clicks.tsv", "\t", None), ("clicks.txt", "|", None),
+                                                     ("clicks.txt", ";", None), ("clicks.csv", ";", ";")])
+def test_text_tables_with_other_separators(tmp_path: Path, name: str, sep: str, option: str | None) -> None:
+    root = DataRoot(tmp_path / "data")
+    summary = import_table(_events(tmp_path, name, sep), root, "behavior",
+                           {"uid": "user_id", "sku": "item_id", "when": "timestamp", "kind": "event_type"}, sep=option)
+    assert summary["rows"] == 2 and summary["file_name"] == "clicks.csv"  # landing files are CSV
+    schema = REGISTRY["behavior"].schema
+    valid = pd.concat([validate_rows(read_landing_file(p, schema), schema)[0]
+                       for _, p in root.landing_files("behavior")])
+    assert sorted(valid["event_type"]) == ["click", "view"]
+    assert valid["value"].tolist() == [1.0, 1.0]  # no value column: each event counts once
+
+
+def test_a_tab_separated_csv_gets_a_message_naming_sep(tmp_path: Path) -> None:
+    path = _events(tmp_path, "clicks.csv", "\t")
+    with pytest.raises(ValueError, match=r"separated by 'tab': pass --sep '\\t'"):
+        import_table(path, DataRoot(tmp_path / "data"), "behavior", {"uid": "user_id"})
+
+
+def test_ratings_without_a_value_column_are_refused(tmp_path: Path) -> None:
+    path = _events(tmp_path, "ratings.tsv", "\t")
+    with pytest.raises(ValueError, match="rating events but no 'value' column"):
+        import_table(path, DataRoot(tmp_path / "data"), "behavior",
+                     {"uid": "user_id", "sku": "item_id", "when": "timestamp"}, event_type="rating")
+
+
+def test_content_without_a_category_gets_unknown(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    pd.DataFrame({"sku": ["a", "b"], "since": ["2024-03-01", "2024-03-02"]}).to_csv(path, index=False)
+    root = DataRoot(tmp_path / "data")
+    summary = import_table(path, root, "content", {"sku": "item_id", "since": "valid_from"})
+    assert "category" in summary["defaults_filled"]
+    schema = REGISTRY["content"].schema
+    for _, landing in root.landing_files("content"):
+        valid, rejected = validate_rows(read_landing_file(landing, schema), schema)
+        assert rejected.empty and valid["category"].tolist() == ["unknown"]
+
+
+def test_unknown_event_and_edge_types_are_refused_with_the_allowed_values(tmp_path: Path) -> None:
+    path = events_csv(tmp_path)
+    root = DataRoot(tmp_path / "data")
+    with pytest.raises(ValueError, match="--event-type 'clik' is not a behavior event_type; allowed: click, "
+                                         "purchase, rating, view"):
+        import_table(path, root, "behavior", MAPPING, event_type="clik")
+    edges = tmp_path / "edges.csv"
+    pd.DataFrame({"a": ["u1"], "b": ["u2"]}).to_csv(edges, index=False)
+    with pytest.raises(ValueError, match="--edge-type 'trsut' is not a social edge_type; allowed: follow, friend, "
+                                         "trust"):
+        import_table(edges, root, "social", {"a": "src_user_id", "b": "dst_user_id"}, edge_type="trsut",
+                     weight=1.0, valid_from=dt.date(2024, 3, 1))
+    assert root.landing_files("behavior") == [] and root.landing_files("social") == []
+
+
+def test_unknown_values_in_the_file_are_counted_for_the_pipeline_to_quarantine(tmp_path: Path) -> None:
+    path = tmp_path / "edges.csv"
+    pd.DataFrame({"a": ["u1", "u2", "u3"], "b": ["u2", "u3", "u1"], "t": ["trust", "trsut", "trsut"]}).to_csv(
+        path, index=False)
+    summary = import_table(path, DataRoot(tmp_path / "data"), "social",
+                           {"a": "src_user_id", "b": "dst_user_id", "t": "edge_type"}, weight=1.0,
+                           valid_from=dt.date(2024, 3, 1))
+    assert summary["unknown_values"] == {"edge_type": {"trsut": 2}}
+
+
+def test_a_long_import_reports_progress_with_count_and_time_left(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "year.csv"
+    days = pd.date_range("2023-01-01", "2023-12-31", freq="D", tz="UTC")
+    pd.DataFrame({"uid": "u1", "sku": "i1", "when": days.strftime("%Y-%m-%dT12:00:00Z")}).to_csv(path, index=False)
+    summary = import_table(path, DataRoot(tmp_path / "data"), "behavior",
+                           {"uid": "user_id", "sku": "item_id", "when": "timestamp"}, event_type="view")
+    assert summary["files"] == 365
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("import behavior year: 1/365 partitions (0%)") and "left" in lines[0]
+    assert lines[-1].startswith("import behavior year: 365/365 partitions (100%)") and lines[-1].endswith(
+        "done (2023-12-31)")

@@ -9,8 +9,9 @@ unpaused DAG. The three processes share one process group (the ``set -m`` patter
 whole group, then kills whatever survived, so no test leaves Airflow running. Every wait is bounded.
 
 The scheduler's own schedule is switched off (``[scheduler] use_job_schedule = False``): unpausing the DAG
-would otherwise create a scheduled run for "yesterday" (catchup=False, start_date 2000-01-01), which fails
-for lack of landing data. Backfills and manual triggers are unaffected by that setting.
+would otherwise create a scheduled run for "yesterday" (catchup=False, start_date 2000-01-01), whose
+``wait_for_landing`` would wait hours for landing data that never comes. Backfills and manual triggers are
+unaffected by that setting.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class AirflowInstance:
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.url,
             "AIRFLOW__API__WORKERS": "1",
+            # the scheduler's task-log server: its default port 8793 is taken by any other Airflow on the machine
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "FUSION_DATA_ROOT": str(self.data_root),

@@ -81,7 +81,7 @@ def test_params_are_documented_in_the_dag_details(airflow):
     params = details["params"]
     expected = {"as_of_date", "top_k", "modalities", "methods", "holdout_days", "validation_days", "n_folds",
                 "candidates_per_model", "seed", "ndcg_floor", "regression_tolerance", "max_quarantine_share",
-                "history_days"}
+                "history_days", "landing_wait_hours"}
     assert set(params) == expected
     undocumented = [name for name, param in params.items() if not (param.get("description") or "").strip()]
     assert undocumented == []

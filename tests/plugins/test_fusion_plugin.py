@@ -1,11 +1,11 @@
-"""The fusionrec Airflow plugin: its FastAPI app over published metrics, and discovery by Airflow."""
+"""The fusionrec plugin: its dashboard JSON and routes over metrics the real pipeline published, its login
+requirement inside Airflow's API server, and its discovery by Airflow."""
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.util
 import json
-import math
 import os
 import subprocess
 import sys
@@ -15,14 +15,19 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from fusion_tasks.storage import DataRoot, publish_version
+from fusion_tasks.config import RunConfig
+from fusion_tasks.dashboard import dashboard_data
+from fusion_tasks.publish import CONTRIBUTIONS
+from fusion_tasks.storage import DataRoot, publish_version, read_json
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = REPO / "plugins"
 AIRFLOW = Path(sys.executable).with_name("airflow")
 
-DAY1 = dt.date(2024, 3, 1)
-DAY2 = dt.date(2024, 3, 2)
+DAYS = (dt.date(2024, 2, 27), dt.date(2024, 2, 29))
+pytestmark = pytest.mark.slow  # the pipeline fixture trains every model, TensorFlow's included
+
+CHEAP = {"holdout_days": 7, "validation_days": 7, "n_folds": 2, "candidates_per_model": 20, "ndcg_floor": 0.0}
 
 
 def _load_plugin_module():
@@ -32,189 +37,222 @@ def _load_plugin_module():
     return module
 
 
-@pytest.fixture()
-def plugin(tmp_path, monkeypatch):
-    monkeypatch.setenv("FUSION_DATA_ROOT", str(tmp_path / "var"))
-    return _load_plugin_module()
+@pytest.fixture(scope="module")
+def pipeline_root(tmp_path_factory) -> DataRoot:
+    """Two dates run by the real pipeline (every step, publishing included) on a small synthetic world."""
+    from fusion_tasks.pipeline import run_all
+    from fusion_tasks.synthetic import SyntheticSpec, generate
 
-
-def _publish(root: DataRoot, day: dt.date, payload: dict | str) -> None:
-    def writer(folder: Path) -> None:
-        text = payload if isinstance(payload, str) else json.dumps(payload)
-        (folder / "metrics.json").write_text(text)
-
-    publish_version(root, day, {"metrics": writer})
-
-
-@pytest.fixture()
-def published(plugin, tmp_path):
-    root = DataRoot(tmp_path / "var")
-    _publish(root, DAY1, {
-        "metrics": {
-            "weighted_sum": {"ndcg@10": 0.12345, "recall@10": 0.2},
-            "stacking": {"ndcg@10": 0.2, "recall@10": 0.3, "per_user": [17, 42]},
-        },
-        "top_users": ["u17", "u42"],
-    })
-    _publish(root, DAY2, {"metrics": {"weighted_sum": {"NDCG@10": 0.5, "coverage": float("nan")}}})
+    root = DataRoot(tmp_path_factory.mktemp("published"))
+    generate(root, SyntheticSpec(n_days=60, n_users=80, n_items=120, malformed_rows_per_day=1.0))
+    for day in DAYS:
+        out = run_all(RunConfig(as_of_date=day, data_root=root.root, **CHEAP))
+        assert "published" in out, out["gate"]
     return root
 
 
 @pytest.fixture()
+def plugin(pipeline_root, monkeypatch):
+    monkeypatch.setenv("FUSION_DATA_ROOT", str(pipeline_root.root))
+    return _load_plugin_module()
+
+
+def _allow_all() -> None:
+    """Stands in for Airflow's login check where no API server runs (that check is tested below)."""
+
+
+@pytest.fixture()
 def client(plugin):
-    with TestClient(plugin.app) as client:
+    with TestClient(plugin.create_app(require_access=_allow_all)) as client:
         yield client
 
 
-# the app ------------------------------------------------------------------------------------------
-def test_dates_lists_published_dates(published, client):
-    response = client.get("/dates")
-    assert response.status_code == 200
-    assert response.json() == {"dates": ["2024-03-01", "2024-03-02"]}
+# the dashboard's JSON, against the files the pipeline wrote ----------------------------------------------
 
 
-def test_dates_is_empty_without_data(client):
-    response = client.get("/dates")
-    assert response.status_code == 200
-    assert response.json() == {"dates": []}
+def test_every_published_number_reaches_the_dashboard(pipeline_root, client):
+    data = client.get("/api/dashboard").json()
+    assert data == json.loads(json.dumps(dashboard_data(pipeline_root)))
+    assert data["dates"] == [day.isoformat() for day in DAYS]
+    for i, day in enumerate(DAYS):
+        published = pipeline_root.read_published_metrics(day)
+        names = set(published["metrics"])
+        assert set(data["base_models"]) == set(published["base_models"])
+        assert set(data["methods"]) == names - set(published["base_models"])
+        assert set(data["methods"]) >= set(published["fusion"])
+        for metric in ("ndcg", "recall", "hit_rate", "coverage"):
+            for name in names:
+                value = data["metrics"][metric][name][i]
+                assert value is not None, (metric, name, day)  # no dashes for a number the pipeline wrote
+                assert value == pytest.approx(published["metrics"][name][metric])
+        decision = data["decisions"][i]
+        assert decision["chosen_method"] == published["chosen_method"]
+        assert decision["passed"] is True and decision["ndcg"] == pytest.approx(published["gate"]["ndcg"])
+        assert decision["decision"].startswith(f"quality gate passed: {published['chosen_method']} NDCG@10 ")
+        for segment, table in published["segments"].items():
+            for name, values in table.items():
+                assert data["segments"][day.isoformat()][segment][name]["ndcg"] == pytest.approx(values["ndcg"])
+    assert data["decisions"][1]["previous_date"] == DAYS[0].isoformat()
+    assert data["unreadable"] == []
 
 
-def test_metrics_of_a_date_are_aggregates_only(published, client):
-    response = client.get("/metrics/2024-03-01")
-    assert response.status_code == 200
-    assert response.json() == {
-        "ds": "2024-03-01",
-        "metrics": {
-            "weighted_sum": {"ndcg@10": 0.12345, "recall@10": 0.2},
-            "stacking": {"ndcg@10": 0.2, "recall@10": 0.3},
-        },
-    }
-    assert "u17" not in response.text and "top_users" not in response.text and "per_user" not in response.text
+def test_modality_shares_are_those_of_the_published_table(pipeline_root, client):
+    data = client.get("/api/dashboard").json()
+    for i, day in enumerate(DAYS):
+        table = pipeline_root.read_recommendations(day)
+        magnitude = table[CONTRIBUTIONS].abs().sum()
+        for column in CONTRIBUTIONS:
+            group = column.removeprefix("contribution_")
+            assert data["contribution_share"][group][i] == pytest.approx(magnitude[column] / magnitude.sum())
+        assert sum(data["contribution_share"][g][i] for g in data["contribution_share"]) == pytest.approx(1.0)
+        assert data["contribution_share"]["behavior"][i] > 0
 
 
-def test_non_finite_metrics_become_null(published, client):
-    response = client.get("/metrics/2024-03-02")
-    assert response.status_code == 200
-    assert response.json()["metrics"] == {"weighted_sum": {"NDCG@10": 0.5, "coverage": None}}
+def test_quarantined_rows_are_those_of_the_staged_manifests(pipeline_root, client):
+    data = client.get("/api/dashboard").json()
+    assert set(data["quarantine"]) == {"behavior", "content", "social"}
+    for i, day in enumerate(DAYS):
+        for modality, counts in data["quarantine"].items():
+            manifest = read_json(pipeline_root.staged_manifest(modality, day))
+            assert counts[i] == manifest["rows_quarantined"]
+    assert data["quarantine"]["behavior"][1] > 0  # the world has malformed rows every day
 
 
-def test_metrics_of_an_unpublished_date_is_404(published, client):
-    response = client.get("/metrics/2024-03-03")
-    assert response.status_code == 404
-    assert "2024-03-03" in response.json()["detail"]
+def test_names_come_from_the_files(pipeline_root, tmp_path, monkeypatch, plugin):
+    """A fusion method or base model the dashboard has never heard of shows up, and a missing one is null."""
+    root = DataRoot(tmp_path)
+    payload = pipeline_root.read_published_metrics(DAYS[1])
+    payload["metrics"]["deep_fusion"] = dict(payload["metrics"][payload["chosen_method"]], ndcg=0.5)
+    payload["base_models"] = [*payload["base_models"], "graph"]
+    payload["metrics"]["graph"] = dict(payload["metrics"][payload["base_models"][0]], ndcg=0.01)
+    publish_version(root, DAYS[1], {"metrics": lambda folder: (folder / "metrics.json").write_text(
+        json.dumps(payload))})
+    publish_version(root, DAYS[0], {"metrics": lambda folder: (folder / "metrics.json").write_text(
+        json.dumps(pipeline_root.read_published_metrics(DAYS[0])))})
+    data = dashboard_data(root)
+    assert "deep_fusion" in data["methods"] and "graph" in data["base_models"]
+    assert data["metrics"]["ndcg"]["deep_fusion"] == [None, 0.5]
+    assert data["metrics"]["ndcg"]["graph"] == [None, 0.01]
 
 
-def test_metrics_with_a_malformed_date_is_rejected(published, client):
+def test_an_unreadable_metrics_file_is_listed_not_fatal(pipeline_root, tmp_path):
+    root = DataRoot(tmp_path)
+    publish_version(root, DAYS[0], {"metrics": lambda folder: (folder / "metrics.json").write_text("{not json")})
+    publish_version(root, DAYS[1], {"metrics": lambda folder: (folder / "metrics.json").write_text(
+        json.dumps(pipeline_root.read_published_metrics(DAYS[1])))})
+    data = dashboard_data(root)
+    assert data["unreadable"] == [DAYS[0].isoformat()]
+    assert data["dates"] == [DAYS[1].isoformat()]
+
+
+def test_no_user_or_item_id_leaves(pipeline_root, client):
+    text = client.get("/api/dashboard").text + client.get(f"/metrics/{DAYS[1]}").text
+    table = pipeline_root.read_recommendations(DAYS[1])
+    for user in table["user_id"].unique()[:20]:
+        assert f'"{user}"' not in text
+    for item in table["item_id"].unique()[:20]:
+        assert f'"{item}"' not in text
+
+
+# the other routes ------------------------------------------------------------------------------------
+def test_dates_and_metrics_of_a_date(pipeline_root, client):
+    assert client.get("/dates").json() == {"dates": [day.isoformat() for day in DAYS]}
+    body = client.get(f"/metrics/{DAYS[0]}").json()
+    published = pipeline_root.read_published_metrics(DAYS[0])
+    assert body["ds"] == DAYS[0].isoformat()
+    chosen = published["chosen_method"]
+    assert body["metrics"][chosen]["ndcg"] == pytest.approx(published["metrics"][chosen]["ndcg"])
+    assert client.get("/metrics/2024-03-03").status_code == 404
     assert client.get("/metrics/yesterday").status_code == 422
 
 
-def test_republishing_replaces_the_served_metrics(published, client):
-    _publish(published, DAY1, {"metrics": {"weighted_sum": {"ndcg@10": 0.9}}})
-    assert client.get("/metrics/2024-03-01").json()["metrics"] == {"weighted_sum": {"ndcg@10": 0.9}}
+def test_the_page_and_its_assets_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for asset in ("static/vendor/uPlot.iife.min.js", "static/vendor/uPlot.min.css", "static/dashboard.js",
+                  "static/dashboard.css"):
+        assert f'"{asset}"' in page.text, asset  # relative: works under any mount prefix or base URL
+        assert client.get("/" + asset).status_code == 200, asset
+    assert "cdn" not in page.text.lower() and "https://" not in page.text
 
 
-def test_index_page_shows_ndcg_of_each_method_by_date(published, client):
-    response = client.get("/")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    page = response.text
-    assert "<th>stacking</th><th>weighted_sum</th>" in page  # methods sorted, one column each
-    # newest first; a method missing on a date shows a dash
-    assert page.index("2024-03-02") < page.index("2024-03-01")
-    assert "<td>&ndash;</td><td>0.5000</td>" in page
-    assert "<td>0.2000</td><td>0.1235</td>" in page
-    assert "recall" not in page
-
-
-def test_index_page_without_data(client):
-    response = client.get("/")
-    assert response.status_code == 200
-    assert "No metrics published yet" in response.text
-
-
-def test_index_page_survives_an_unreadable_metrics_file(published, client):
-    _publish(published, DAY2, "{not json")
-    response = client.get("/")
-    assert response.status_code == 200
-    assert "unreadable" in response.text and "0.1235" in response.text
-    assert client.get("/metrics/2024-03-02").status_code == 500
-
-
-def test_index_page_escapes_method_names(plugin, tmp_path, client):
-    _publish(DataRoot(tmp_path / "var"), DAY1, {"metrics": {"<script>x</script>": {"ndcg_at_10": 0.1}}})
-    page = client.get("/").text
-    assert "<script>" not in page and "&lt;script&gt;" in page and "0.1000" in page
-
-
-def test_links_carry_the_mount_prefix(published, plugin):
-    """Mounted the way Airflow's API server mounts it, links and routes live under /fusionrec."""
-    (entry,) = plugin.FusionRecPlugin.fastapi_apps
+def test_without_a_login_every_data_route_is_refused(plugin):
+    """The real check (Airflow's ``requires_access_view``) refuses a request with no cookie and no token."""
     parent = FastAPI()
-    parent.mount(entry["url_prefix"], entry["app"])
-    with TestClient(parent) as client:
-        page = client.get("/fusionrec/").text
-        assert 'href="/fusionrec/metrics/2024-03-01"' in page
-        assert client.get("/fusionrec/metrics/2024-03-01").json()["ds"] == "2024-03-01"
+    parent.mount(plugin.URL_PREFIX, plugin.create_app())
+    with TestClient(parent) as anonymous:
+        for path in ("/fusionrec/api/dashboard", "/fusionrec/dates", f"/fusionrec/metrics/{DAYS[0]}"):
+            assert anonymous.get(path).status_code == 401, path
+        assert anonymous.get("/fusionrec/static/dashboard.js").status_code == 200  # code, no data
 
 
-def test_aggregate_metrics_is_defensive(plugin):
-    assert plugin.aggregate_metrics(None) == {}
-    assert plugin.aggregate_metrics({"metrics": [1, 2]}) == {}
-    assert plugin.aggregate_metrics({"metrics": {"a": 1.0, "b": {"x": True, "y": "s", "z": 2}}}) == {"b": {"z": 2}}
-    assert plugin.aggregate_metrics({"metrics": {"b": {"x": math.inf}}}) == {"b": {"x": None}}
+# the plugin in Airflow ----------------------------------------------------------------------------------
 
-
-# the plugin in Airflow ----------------------------------------------------------------------------
-def test_plugin_module_import_is_cheap():
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import fusion_plugin; "
-        "print(sorted(m for m in ('fastapi', 'pandas', 'fusion_tasks.storage') if m in sys.modules))"
-    )
-    result = subprocess.run([sys.executable, "-c", code, str(PLUGINS)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
-
-
-def _airflow_env(tmp_path: Path) -> dict[str, str]:
+def _airflow_env(tmp_path: Path, data_root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update({
         "AIRFLOW_HOME": str(tmp_path / "airflow_home"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS),
         "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "FUSION_DATA_ROOT": str(tmp_path / "var"),
+        "FUSION_DATA_ROOT": str(data_root),
         "PYTHONPATH": str(REPO),
     })
     return env
 
 
-def test_airflow_discovers_the_plugin(tmp_path):
-    """``airflow plugins`` lists it (about 1.5 s; no ``airflow db migrate`` needed)."""
+def test_airflow_discovers_the_plugin_and_its_navigation_entry(tmp_path, pipeline_root):
+    """``airflow plugins`` lists the app and the external view (no ``airflow db migrate`` needed)."""
     assert AIRFLOW.exists(), f"no airflow executable next to {sys.executable}"
-    result = subprocess.run([str(AIRFLOW), "plugins", "--output", "json"], env=_airflow_env(tmp_path),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([str(AIRFLOW), "plugins", "--output", "json"],
+                            env=_airflow_env(tmp_path, pipeline_root.root), capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
     assert "fusionrec" in plugins, result.stdout
     (app,) = plugins["fusionrec"]["fastapi_apps"]
     assert app["url_prefix"] == "/fusionrec"
-    assert app["name"] == "fusionrec published outputs"
+    (view,) = plugins["fusionrec"]["external_views"]
+    assert view["destination"] == "nav" and view["href"] == "fusionrec/" and str(view["nav_top_level"]) == "True"
     assert plugins["fusionrec"]["source"].endswith("fusion_plugin.py")
 
 
-def test_airflow_api_server_mounts_the_app(tmp_path):
-    """Airflow's own ``init_plugins`` mounts the app, and it answers under /fusionrec."""
-    _publish(DataRoot(tmp_path / "var"), DAY1, {"metrics": {"stacking": {"ndcg@10": 0.25}}})
-    code = (
-        "from fastapi import FastAPI; from fastapi.testclient import TestClient\n"
-        "from airflow.api_fastapi.app import init_plugins\n"
-        "app = FastAPI(); init_plugins(app)\n"
-        "with TestClient(app) as c:\n"
-        "    print(c.get('/fusionrec/dates').text); print(c.get('/fusionrec/metrics/2024-03-01').text)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], env=_airflow_env(tmp_path),
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    dates, metrics = result.stdout.strip().splitlines()[-2:]
-    assert json.loads(dates) == {"dates": ["2024-03-01"]}
-    assert json.loads(metrics) == {"ds": "2024-03-01", "metrics": {"stacking": {"ndcg@10": 0.25}}}
+API_SERVER_SCRIPT = """
+import json, os
+from fastapi.testclient import TestClient
+from airflow.api_fastapi.app import create_app
+
+out = {}
+with TestClient(create_app()) as c:
+    out["anonymous_json"] = c.get("/fusionrec/api/dashboard").status_code
+    page = c.get("/fusionrec/", follow_redirects=False)
+    out["anonymous_page"] = [page.status_code, page.headers.get("location")]
+    home = os.environ["AIRFLOW_HOME"]
+    password = json.load(open(home + "/simple_auth_manager_passwords.json.generated"))["admin"]
+    token = c.post("/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
+    out["bearer_json"] = c.get("/fusionrec/api/dashboard", headers={"Authorization": "Bearer " + token}).json()
+    c.cookies.set("_token", token)  # what the UI's login leaves in the browser
+    out["cookie_page"] = c.get("/fusionrec/").status_code
+    c.cookies.set("_token", "forged")
+    out["forged_cookie"] = c.get("/fusionrec/api/dashboard").status_code
+    plugins = c.get("/api/v2/plugins", headers={"Authorization": "Bearer " + token}).json()["plugins"]
+    out["external_views"] = [v for p in plugins for v in p["external_views"]]
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_inside_airflows_api_server_the_dashboard_is_behind_the_login(tmp_path, pipeline_root):
+    env = _airflow_env(tmp_path, pipeline_root.root)
+    migrate = subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    result = subprocess.run([sys.executable, "-c", API_SERVER_SCRIPT], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert out["anonymous_json"] == 401
+    status, location = out["anonymous_page"]
+    assert status == 303 and location.startswith("/auth/login") and "fusionrec" in location
+    assert out["bearer_json"] == json.loads(json.dumps(dashboard_data(pipeline_root)))
+    assert out["cookie_page"] == 200
+    assert out["forged_cookie"] in (401, 403)
+    assert [v["name"] for v in out["external_views"]] == ["fusionrec"]

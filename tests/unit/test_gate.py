@@ -63,3 +63,33 @@ def test_within_tolerance_passes(root):
     _published(root, DAY - dt.timedelta(days=1), 0.20)
     _candidate(root, DAY, 0.16)
     assert quality_gate(root, config(root, regression_tolerance=0.25))["passed"]
+
+
+# the sentence in the task log ------------------------------------------------------------------------
+def test_the_log_sentence_of_a_pass_names_the_numbers_and_the_floor(root):
+    from fusion_tasks.gate_text import describe_gate
+
+    _candidate(root, DAY, 0.05)
+    sentence = describe_gate(quality_gate(root, config(root, ndcg_floor=0.01)), 10)
+    assert sentence == ("quality gate passed: stacking NDCG@10 0.0500 is at or above the floor 0.0100; no date was "
+                        "published before, so only the floor applies; publishing")
+
+
+def test_the_log_sentence_of_a_floor_failure(root):
+    from fusion_tasks.gate_text import describe_gate
+
+    _candidate(root, DAY, 0.004)
+    sentence = describe_gate(quality_gate(root, config(root, ndcg_floor=0.005)), 10)
+    assert sentence.startswith("quality gate failed: stacking NDCG@10 0.0040 is below the floor 0.0050")
+    assert sentence.endswith("nothing is published")
+
+
+def test_the_log_sentence_of_a_regression_names_the_reference_and_the_tolerance(root):
+    from fusion_tasks.gate_text import describe_gate
+
+    _published(root, DAY - dt.timedelta(days=2), 0.20)
+    _candidate(root, DAY, 0.14)
+    sentence = describe_gate(quality_gate(root, config(root, regression_tolerance=0.25)), 10)
+    assert sentence == ("quality gate skipped publishing: stacking NDCG@10 0.1400 is at or above the floor 0.0050, "
+                        "but the last published date 2024-04-27 had 0.2000, so with regression_tolerance 25% the "
+                        "lowest allowed is 0.1500; the previous table stays current")
