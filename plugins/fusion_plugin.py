@@ -35,8 +35,16 @@ def _data_root() -> Any:
     return DataRoot(default_data_root())
 
 
+class UnreadableMetricsError(ValueError):
+    """A date's published metrics exist but cannot be read (bad JSON, a folder or a link loop in place)."""
+
+
 def _read_metrics(root: Any, day: dt.date) -> dict[str, Any] | None:
-    """The published metrics.json of ``day``, or None when that date has no published metrics."""
+    """The published metrics.json of ``day``, or None when that date has no published metrics.
+
+    Raises ``UnreadableMetricsError`` naming the date when its entry is there but cannot be read, so a
+    caller can mark that one date and keep serving the others.
+    """
     for attempt in range(2):
         try:
             payload = root.read_published_metrics(day)
@@ -44,9 +52,29 @@ def _read_metrics(root: Any, day: dt.date) -> dict[str, Any] | None:
             # A publish may have swapped the symlink and removed the old version while we read: retry once.
             if attempt == 0 and root.metrics_path(day).exists():
                 continue
+            if root.published("metrics", day).is_symlink() and not root.published("metrics", day).exists():
+                raise UnreadableMetricsError(f"metrics of {day.isoformat()} are unreadable: dangling link") from None
             return None
+        except ValueError as err:
+            raise UnreadableMetricsError(f"metrics of {day.isoformat()} are not valid JSON") from err
+        except (OSError, RuntimeError) as err:  # a folder in place of the file, a link loop (RuntimeError)
+            raise UnreadableMetricsError(f"metrics of {day.isoformat()} are unreadable: {type(err).__name__}") from err
         return payload if isinstance(payload, dict) else {}
     return None
+
+
+def _listed_dates(root: Any) -> list[dt.date]:
+    """Dates with a published metrics entry, readable or not (a broken link is listed, to be marked)."""
+    base = root.root / "published" / "metrics"
+    days = set(root.published_dates("metrics"))
+    if base.is_dir():
+        for entry in base.iterdir():
+            if entry.name.startswith("ds=") and (entry.is_symlink() or entry.is_dir()):
+                try:
+                    days.add(dt.date.fromisoformat(entry.name.removeprefix("ds=")))
+                except ValueError:
+                    continue
+    return sorted(days)
 
 
 def _number(value: Any) -> float | int | None:
@@ -123,7 +151,10 @@ def create_app() -> Any:
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import HTMLResponse
 
-    app = FastAPI(title="fusionrec published outputs", description="Aggregate metrics only; no login.")
+    # No generated docs or OpenAPI schema: these routes have no login, and the schema would be served
+    # without one too. Routes that get Airflow's login can serve them behind it.
+    app = FastAPI(title="fusionrec published outputs", description="Aggregate metrics only; no login.",
+                  docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/dates")
     def dates() -> dict[str, list[str]]:
@@ -133,8 +164,8 @@ def create_app() -> Any:
     def metrics(ds: dt.date) -> dict[str, Any]:
         try:
             payload = _read_metrics(_data_root(), ds)
-        except ValueError:
-            raise HTTPException(status_code=500, detail=f"metrics of {ds.isoformat()} are not valid JSON") from None
+        except UnreadableMetricsError as err:
+            raise HTTPException(status_code=500, detail=str(err)) from None
         if payload is None:
             raise HTTPException(status_code=404, detail=f"no metrics published for {ds.isoformat()}")
         return {"ds": ds.isoformat(), "metrics": aggregate_metrics(payload)}
@@ -143,10 +174,10 @@ def create_app() -> Any:
     def index(request: Request) -> HTMLResponse:
         root = _data_root()
         rows = []
-        for day in root.published_dates("metrics"):
+        for day in _listed_dates(root):
             try:
                 payload = _read_metrics(root, day)
-            except ValueError:  # malformed JSON: show the date, not a 500 for the whole page
+            except UnreadableMetricsError:  # show the date as unreadable, not a 500 for the whole page
                 rows.append((day, None))
                 continue
             if payload is not None:

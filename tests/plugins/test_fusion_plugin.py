@@ -140,6 +140,39 @@ def test_index_page_survives_an_unreadable_metrics_file(published, client):
     assert client.get("/metrics/2024-03-02").status_code == 500
 
 
+@pytest.mark.parametrize("breakage", ["folder_in_place", "file_link_loop", "date_link_loop", "dangling_date_link"])
+def test_one_unreadable_date_is_marked_and_the_others_stay_served(published, client, breakage):
+    """A published date that cannot be read shows as unreadable; the page, the other dates and
+    their metrics are still served (never a 500 for the whole page)."""
+    version = published.published("metrics", DAY2).resolve()
+    link = published.published("metrics", DAY2)
+    if breakage == "folder_in_place":
+        (version / "metrics.json").unlink()
+        (version / "metrics.json").mkdir()
+    elif breakage == "file_link_loop":
+        (version / "metrics.json").unlink()
+        os.symlink("metrics.json", version / "metrics.json")
+    elif breakage == "date_link_loop":
+        link.unlink()
+        os.symlink(link.name, link)
+    else:
+        link.unlink()
+        os.symlink(".versions/ds=2024-03-02/v-gone", link)
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "2024-03-02" in page.text and "unreadable" in page.text
+    assert "0.1235" in page.text  # DAY1 still served
+    assert client.get("/metrics/2024-03-01").status_code == 200
+    broken = client.get("/metrics/2024-03-02")
+    assert broken.status_code == 500 and "2024-03-02" in broken.json()["detail"]
+    assert client.get("/dates").status_code == 200
+
+
+def test_generated_docs_and_schema_are_not_served_without_login(client):
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        assert client.get(path).status_code == 404, path
+
+
 def test_index_page_escapes_method_names(plugin, tmp_path, client):
     _publish(DataRoot(tmp_path / "var"), DAY1, {"metrics": {"<script>x</script>": {"ndcg_at_10": 0.1}}})
     page = client.get("/").text
