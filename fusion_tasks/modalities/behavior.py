@@ -63,9 +63,9 @@ def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
 def exact_duplicates(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> pd.Series:
     """With ``duplicate_events="quarantine"``, every repeat of an event equal in all columns to an
     earlier one (earlier file or row) is rejected; the first is kept."""
-    repeat = staged.duplicated(subset=SCHEMA.names, keep="first").to_numpy()
     if config.duplicate_events == "keep":
-        repeat[:] = False
+        return pd.Series(None, index=staged.index, dtype="object")
+    repeat = staged.duplicated(subset=SCHEMA.names, keep="first").to_numpy()
     return pd.Series(np.where(repeat, "exact duplicate of an earlier event", None), index=staged.index,
                      dtype="object")
 
