@@ -1,11 +1,17 @@
-"""Versioned schemas and row validation.
+"""Versioned schemas, reading landing files, and row validation.
 
-A schema lists the columns a landing file must have. Validation has two outcomes:
+A schema lists the columns a landing file must have. Reading and validation have three outcomes:
 
-* the file's *shape* is wrong (a required column missing, an unknown column, a column renamed):
-  ``SchemaDriftError`` naming the file and the columns, raised before any training;
-* some *rows* are wrong (null key, not a number, out of range, unknown category): they are set
-  aside with a ``reject_reason`` and counted, never silently dropped.
+* the *file* cannot be parsed (empty, not UTF-8, unparseable CSV, not Parquet):
+  ``UnreadableFileError`` naming the file and where it breaks;
+* the file's *shape* is wrong (a required column missing, an unknown or duplicated column, a column
+  renamed, a Parquet type the column does not accept): ``SchemaDriftError`` naming the file and
+  the columns, raised before any training;
+* some *rows* are wrong (null or placeholder key, not a number, out of range, unknown category,
+  unreadable time): they are set aside with a ``reject_reason`` and counted, never silently dropped.
+
+All errors of the data derive from ``InputDataError`` (fail without retry); an ``OSError`` is the
+machine's and is left as it is (retry).
 """
 
 from __future__ import annotations
