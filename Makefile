@@ -55,8 +55,9 @@ test-fast: venv
 lint: venv
 	$(BIN)/ruff check .
 
+# localhost only, as documented: the API server would otherwise listen on every interface
 airflow: venv airflow-db
-	AIRFLOW__CORE__PARALLELISM=4 $(BIN)/airflow standalone
+	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__CORE__PARALLELISM=4 $(BIN)/airflow standalone
 
 backfill: venv
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [BACKWARDS=1] [CONF='{...}']"; exit 2; }

@@ -456,7 +456,7 @@ def aggregate(per_date: list[dict[str, Any]], conf: dict[str, Any], dates: list[
     ablation = {}
     reference = "ablation: all modalities"
     for name in [n for n in names if n.startswith("ablation: ")]:
-        both = wide[[name, reference]].dropna()
+        both = wide[list(dict.fromkeys([name, reference]))].dropna()
         diff = (both[name] - both[reference]).to_numpy()
         se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
         ablation[name.removeprefix("ablation: ")] = {

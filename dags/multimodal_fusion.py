@@ -95,6 +95,28 @@ PARAMS = {
     "tuning_budget_seconds": Param(600, type="number", exclusiveMinimum=0, title="Tuning budget (s)",
                                    description="Time budget per model for tuning; a model whose default "
                                                "setting alone exceeds it fails its training task."),
+    "quarantine_min_rejected": Param(5, type="integer", minimum=0, title="Rejects before a delivery is judged",
+                                     description="A landing file or a landing day fails on its own quarantine "
+                                                 "share only when it has at least this many rejected rows (the "
+                                                 "overall share has no minimum)."),
+    "earliest_plausible_date": Param("1995-01-01", type="string", format="date", title="Earliest plausible date",
+                                     description="Events timestamped and versions valid before this date are "
+                                                 "quarantined (e.g. epoch 0 written for a missing time)."),
+    "embedding_dim": Param(0, type="integer", minimum=0, title="Embedding dimension",
+                           description="The length every content embedding must have; 0: the most common length. "
+                                       "Other lengths are quarantined."),
+    "duplicate_events": Param("quarantine", type="string", enum=["quarantine", "keep"], title="Duplicate events",
+                              description="An event equal in every column to an earlier one: quarantine it (the "
+                                          "safe default, a re-delivery must not count twice) or keep it."),
+    "volume_window_days": Param(28, type="integer", minimum=1, title="Volume window (days)",
+                                description="A day's behaviour volume is compared with the deliveries of this many "
+                                            "days before it (judged once at least 7 exist)."),
+    "volume_factor": Param(3.0, type="number", minimum=1, title="Volume anomaly factor",
+                           description="A day is a volume anomaly below the recent minimum / factor or above the "
+                                       "recent maximum * factor."),
+    "fail_on_volume_anomaly": Param(False, type="boolean", title="Fail on volume anomaly",
+                                    description="Off: an anomaly is flagged in the manifest and the task log. On: "
+                                                "the extract fails without retry."),
 }
 LANDING_POKE_SECONDS = 300
 
@@ -174,16 +196,24 @@ def multimodal_fusion():
         @task(task_id=f"extract_{modality}", execution_timeout=dt.timedelta(minutes=20))
         def extract(spec: dict) -> dict:
             from fusion_tasks.pipeline import extract as run_extract
-            from fusion_tasks.schemas import DataQualityError, SchemaDriftError
+            from fusion_tasks.schemas import InputDataError
 
             config = _config(spec)
             if modality not in config.modalities:
                 raise AirflowSkipException(f"{modality} is not selected for this run")
             try:
                 manifest = run_extract(_root(spec), config, modality)
-            except (SchemaDriftError, DataQualityError) as err:
-                raise AirflowFailException(str(err)) from None  # the data is wrong: retrying cannot help
-            return {k: manifest[k] for k in ("rows_staged", "rows_quarantined", "quarantine_share", "staged_path")}
+            except InputDataError as err:  # drift, unreadable file, too many rejects, volume anomaly
+                raise AirflowFailException(f"{type(err).__name__}: {err}") from None  # retrying cannot help
+            if manifest["rows_quarantined"]:
+                log.info("%s: %s rows quarantined, reasons %s; per delivery: %s", modality,
+                         manifest["rows_quarantined"], manifest["quarantine_reasons"],
+                         manifest["deliveries"]["files"][:20])
+            volume = manifest.get("volume") or {}
+            if volume.get("anomaly"):
+                log.warning("%s", volume["reason"])
+            return {k: manifest[k] for k in ("rows_staged", "rows_quarantined", "quarantine_share", "staged_path")} | {
+                "volume_anomaly": bool(volume.get("anomaly"))}
 
         return extract
 

@@ -13,6 +13,7 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 MODALITIES = ("behavior", "content", "social")
+DUPLICATE_POLICIES = ("quarantine", "keep")
 
 
 def default_data_root() -> Path:
@@ -51,6 +52,14 @@ class RunConfig:
     tune_models: bool = True  # tune every base model on the validation folds
     tuning_budget_seconds: float = 600.0  # per model; a default setting over it fails the training task
     landing_wait_hours: float = 6.0  # a missing daily landing partition is awaited until D ends + this
+    # Bad input (see the README's landing contract)
+    quarantine_min_rejected: int = 5  # a landing file or day fails on its own share only from this many rejects
+    earliest_plausible_date: dt.date = dt.date(1995, 1, 1)  # earlier timestamps / valid_from are quarantined
+    embedding_dim: int = 0  # declared content embedding length; 0: the most common length
+    duplicate_events: str = "quarantine"  # an exact duplicate behaviour event: "quarantine" or "keep"
+    volume_window_days: int = 28  # a day's volume is compared with the deliveries of this many days before
+    volume_factor: float = 3.0  # anomaly: below the recent minimum / factor or above the maximum * factor
+    fail_on_volume_anomaly: bool = False  # False: flag in the manifest and the log; True: fail the extract
 
     def __post_init__(self) -> None:
         unknown = set(self.modalities) - set(MODALITIES)
@@ -76,6 +85,13 @@ class RunConfig:
             raise ValueError(f"landing_wait_hours must be >= 0, got {self.landing_wait_hours}")
         if not 0 <= self.max_quarantine_share <= 1:
             raise ValueError("max_quarantine_share must be within [0, 1]")
+        if self.duplicate_events not in DUPLICATE_POLICIES:
+            raise ValueError(f"duplicate_events must be one of {DUPLICATE_POLICIES}, got {self.duplicate_events!r}")
+        for name in ("quarantine_min_rejected", "embedding_dim"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.volume_window_days < 1 or self.volume_factor < 1:
+            raise ValueError("volume_window_days must be >= 1 and volume_factor >= 1")
 
     @property
     def test_origin(self) -> dt.date:
@@ -105,6 +121,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["as_of_date"] = self.as_of_date.isoformat()
+        out["earliest_plausible_date"] = self.earliest_plausible_date.isoformat()
         out["data_root"] = str(self.data_root)
         out["modalities"] = list(self.modalities)
         out["methods"] = list(self.methods)
@@ -118,6 +135,8 @@ class RunConfig:
             if field.name in ("as_of_date", "data_root"):
                 continue
             value = field.default
+            if isinstance(value, dt.date):
+                value = value.isoformat()
             out[field.name] = list(value) if isinstance(value, tuple) else value
         if out["methods"] is None:  # every registered fusion method
             from fusion_tasks.fusion.methods import REGISTRY as METHODS
@@ -133,8 +152,9 @@ class RunConfig:
         unknown = set(kwargs) - fields
         if unknown:
             raise TypeError(f"unknown run settings: {sorted(unknown)}")
-        if isinstance(kwargs.get("as_of_date"), str):
-            kwargs["as_of_date"] = dt.date.fromisoformat(kwargs["as_of_date"])
+        for key in ("as_of_date", "earliest_plausible_date"):
+            if isinstance(kwargs.get(key), str):
+                kwargs[key] = dt.date.fromisoformat(kwargs[key])
         if kwargs.get("data_root") in (None, ""):
             kwargs.pop("data_root", None)
         else:

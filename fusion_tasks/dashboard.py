@@ -28,18 +28,53 @@ def _number(value: Any) -> float | int | None:
     return value
 
 
+class UnreadableMetricsError(ValueError):
+    """A date's published metrics exist but cannot be read (bad JSON, a folder or a link loop in place,
+    a dangling link)."""
+
+
+def read_metrics(root: DataRoot, day: dt.date) -> dict[str, Any] | None:
+    """The published metrics of ``day``; None when the date has none; ``UnreadableMetricsError`` naming
+    the date when its entry is there but cannot be read."""
+    link = root.published("metrics", day)
+    try:
+        payload = root.read_published_metrics(day)  # retries a read that races a publish
+    except FileNotFoundError:
+        if link.is_symlink() and not link.exists():
+            raise UnreadableMetricsError(f"metrics of {day.isoformat()} are unreadable: dangling link") from None
+        return None
+    except ValueError as err:
+        raise UnreadableMetricsError(f"metrics of {day.isoformat()} are not valid JSON") from err
+    except (OSError, RuntimeError) as err:  # a folder in place of the file (OSError), a link loop
+        raise UnreadableMetricsError(f"metrics of {day.isoformat()} are unreadable: {type(err).__name__}") from err
+    return payload if isinstance(payload, dict) else {}
+
+
+def listed_dates(root: DataRoot) -> list[dt.date]:
+    """Dates with a published metrics entry, readable or not (a broken link is listed, to be marked)."""
+    base = root.root / "published" / "metrics"
+    days = set(root.published_dates("metrics"))
+    if base.is_dir():
+        for entry in base.iterdir():
+            if entry.name.startswith("ds=") and (entry.is_symlink() or entry.is_dir()):
+                try:
+                    days.add(dt.date.fromisoformat(entry.name.removeprefix("ds=")))
+                except ValueError:
+                    continue
+    return sorted(days)
+
+
 def read_published(root: DataRoot) -> list[tuple[dt.date, dict[str, Any] | None]]:
-    """Every published date with its metrics, oldest first; None for a file that is not valid JSON."""
+    """Every published date with its metrics, oldest first; None for a date that cannot be read."""
     out = []
-    for day in root.published_dates("metrics"):
+    for day in listed_dates(root):
         try:
-            payload = root.read_published_metrics(day)
-        except FileNotFoundError:  # unpublished between listing and reading
-            continue
-        except ValueError:
+            payload = read_metrics(root, day)
+        except UnreadableMetricsError:
             out.append((day, None))
             continue
-        out.append((day, payload if isinstance(payload, dict) else None))
+        if payload is not None:  # None: unpublished between listing and reading
+            out.append((day, payload or None))
     return out
 
 

@@ -1,28 +1,62 @@
-"""Versioned schemas and row validation.
+"""Versioned schemas, reading landing files, and row validation.
 
-A schema lists the columns a landing file must have. Validation has two outcomes:
+A schema lists the columns a landing file must have. Reading and validation have three outcomes:
 
-* the file's *shape* is wrong (a required column missing, an unknown column, a column renamed):
-  ``SchemaDriftError`` naming the file and the columns, raised before any training;
-* some *rows* are wrong (null key, not a number, out of range, unknown category): they are set
-  aside with a ``reject_reason`` and counted, never silently dropped.
+* the *file* cannot be parsed (empty, not UTF-8, unparseable CSV, not Parquet):
+  ``UnreadableFileError`` naming the file and where it breaks;
+* the file's *shape* is wrong (a required column missing, an unknown or duplicated column, a column
+  renamed, a Parquet type the column does not accept): ``SchemaDriftError`` naming the file and
+  the columns, raised before any training;
+* some *rows* are wrong (null or placeholder key, not a number, out of range, unknown category,
+  unreadable time): they are set aside with a ``reject_reason`` and counted, never silently dropped.
+
+All errors of the data derive from ``InputDataError`` (fail without retry); an ``OSError`` is the
+machine's and is left as it is (retry).
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
 import dataclasses
+import io
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 
-class SchemaDriftError(ValueError):
+class InputDataError(ValueError):
+    """The landing data is wrong: retrying cannot help, so the DAG fails such a task without retry.
+
+    Every message names the file (or the modality and date), the column where there is one, the
+    number of rows concerned and the reason. Errors of the machine (``OSError`` while reading)
+    are not ``InputDataError`` and are retried.
+    """
+
+
+class SchemaDriftError(InputDataError):
     """A landing file's columns do not match the modality's schema."""
 
 
-class DataQualityError(ValueError):
+class UnsupportedTypeError(SchemaDriftError):
+    """A Parquet column has a type its schema column does not accept (e.g. a struct for a number)."""
+
+
+class UnreadableFileError(InputDataError):
+    """A landing file cannot be parsed at all: empty, not UTF-8, not valid CSV, not valid Parquet."""
+
+
+class DataQualityError(InputDataError):
     """Too many rows were rejected: the data is wrong, retrying will not help."""
+
+
+class VolumeAnomalyError(DataQualityError):
+    """A day's delivery is far outside the recent range of volumes, and the run is set to fail on it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,129 +100,327 @@ class Schema:
             )
 
 
-def read_landing_file(path, schema: Schema) -> pd.DataFrame:
-    """Read a CSV or Parquet landing file as raw values (strings stay strings) and check its columns."""
-    if str(path).endswith(".parquet"):
-        frame = pd.read_parquet(path)
+# Reading ------------------------------------------------------------------------------------------
+PARQUET_SUFFIX = ".parquet"
+
+
+def read_landing_file(path: str | os.PathLike[str], schema: Schema) -> pd.DataFrame:
+    """Read a CSV or Parquet landing file as raw values and check its columns.
+
+    CSV: UTF-8 with or without a byte-order mark; values stay strings. Parquet: each column's type
+    must fit its schema column (see ``PARQUET_TYPES``); native timestamps, dates and lists are
+    kept as such for ``validate_rows``. Returns the schema's columns (absent optional ones as null).
+
+    Raises ``UnreadableFileError`` (empty file, undecodable bytes, unparseable CSV, not Parquet),
+    ``SchemaDriftError`` (missing, unknown, duplicate or renamed columns) and ``UnsupportedTypeError``
+    (a Parquet type the column does not accept), each naming the file; ``OSError`` when the file
+    cannot be read (the machine's fault: worth a retry).
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise UnreadableFileError(
+            f"{path}: empty file (0 bytes, 0 rows); a delivery without rows must still have a header "
+            f"(CSV: the line {','.join(c.name for c in schema.columns if c.required)})")
+    if path.name.endswith(PARQUET_SUFFIX):
+        frame = _read_parquet(path, schema)
     else:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    schema.check_columns(list(frame.columns), str(path))
+        frame = _read_csv(path, schema)
     for column in schema.columns:
         if column.name not in frame.columns:
-            frame[column.name] = None
+            frame[column.name] = pd.Series([None] * len(frame), index=frame.index, dtype="object")
     return frame[schema.names]
+
+
+def _read_csv(path: Path, schema: Schema) -> pd.DataFrame:
+    data = path.read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UnreadableFileError(_decode_problem(path, data, err, lines)) from None
+    if not text.strip():
+        raise UnreadableFileError(f"{path}: no header line (only blank lines, 0 rows)")
+    header = next(csv.reader(io.StringIO(text.splitlines()[0])))
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise SchemaDriftError(f"{path}: duplicate column(s) {duplicates} in the header {header}")
+    schema.check_columns([name.strip() for name in header] if header else [], str(path))
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.ParserError as err:
+        raise UnreadableFileError(_csv_problem(path, text, header, err, lines)) from None
+    except (pd.errors.EmptyDataError, ValueError) as err:
+        raise UnreadableFileError(f"{path}: not parseable as CSV ({lines} lines): {err}") from None
+    frame.columns = [str(name).strip() for name in frame.columns]
+    return frame
+
+
+def _decode_problem(path: Path, data: bytes, err: UnicodeDecodeError, lines: int) -> str:
+    line = data.count(b"\n", 0, err.start) + 1
+    start = data.rfind(b"\n", 0, err.start) + 1
+    header = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
+    field = data[start:err.start].count(b",")
+    where = f"column {header[field]!r}" if line > 1 and field < len(header) else f"field {field + 1}"
+    hint = ("it starts with a UTF-16 byte-order mark" if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+            else "another encoding (e.g. Latin-1 or Windows-1252), or not text at all")
+    return (f"{path}: not UTF-8 text: byte 0x{data[err.start]:02x} at line {line}, {where} "
+            f"({lines} lines in the file; {hint}); landing CSV must be UTF-8, with or without a BOM")
+
+
+def _csv_problem(path: Path, text: str, header: list[str], err: Exception, lines: int) -> str:
+    ragged = []
+    try:
+        for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+            if number > 1 and row and len(row) > len(header):
+                ragged.append((number, len(row)))
+    except csv.Error:
+        pass
+    if ragged:
+        shown = ", ".join(f"line {n} has {k}" for n, k in ragged[:5])
+        return (f"{path}: not parseable as CSV: {len(ragged)} row(s) have more fields than the "
+                f"{len(header)} columns of the header ({shown}): an unquoted separator inside a field? "
+                f"Quote such fields (\"a,b\"). {lines} lines in the file")
+    return f"{path}: not parseable as CSV ({lines} lines): {str(err).strip()} (an unbalanced quote?)"
+
+
+# Parquet types each kind of column accepts; anything else is UnsupportedTypeError.
+PARQUET_TYPES = {
+    "key": "string, or integer ids (read as their decimal text)",
+    "str": "string",
+    "float": "integer, floating point, decimal or string",
+    "date": "date, timestamp or string",
+    "timestamp": "timestamp (with or without a time zone; naive is UTC), date, integer/float epoch, or string",
+    "vector": "list of numbers, or a string of space-separated numbers",
+}
+
+
+def _read_parquet(path: Path, schema: Schema) -> pd.DataFrame:
+    try:
+        table = pq.read_table(str(path))
+    except pa.ArrowInvalid as err:
+        raise UnreadableFileError(f"{path}: not a readable Parquet file: {err}") from None
+    except OSError as err:
+        if err.errno is not None:  # the disk or the file system: worth a retry
+            raise
+        raise UnreadableFileError(f"{path}: not a readable Parquet file: {err}") from None
+    names = table.column_names
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise SchemaDriftError(f"{path}: duplicate column(s) {duplicates}")
+    schema.check_columns(names, str(path))
+    out = {}
+    for column in schema.columns:
+        if column.name in names:
+            out[column.name] = _arrow_to_series(table.column(column.name), column, path, table.num_rows)
+    return pd.DataFrame(out, index=pd.RangeIndex(table.num_rows))
+
+
+def _arrow_to_series(array: pa.ChunkedArray, column: Column, path: Path, n_rows: int) -> pd.Series:
+    kind, kind_type = column.kind, array.type
+    if pa.types.is_dictionary(kind_type):
+        kind_type = kind_type.value_type
+        array = pa.chunked_array([chunk.dictionary_decode() for chunk in array.chunks], type=kind_type)
+    is_text = pa.types.is_string(kind_type) or pa.types.is_large_string(kind_type)
+    is_int = pa.types.is_integer(kind_type)
+    is_number = is_int or pa.types.is_floating(kind_type) or pa.types.is_decimal(kind_type)
+    is_time = pa.types.is_timestamp(kind_type) or pa.types.is_date(kind_type)
+    if pa.types.is_null(kind_type):
+        return pd.Series([None] * n_rows, dtype="object")
+    if kind in ("key", "str") and (is_text or (kind == "key" and is_int)):
+        return pd.Series(array.cast(pa.string()).to_pylist(), dtype="object")
+    if kind == "float" and (is_number or is_text):
+        return array.cast(pa.float64()).to_pandas() if is_number else pd.Series(array.to_pylist(), dtype="object")
+    if kind in ("date", "timestamp") and (is_time or is_text or (kind == "timestamp" and is_number)):
+        if is_time:
+            if pa.types.is_date(kind_type):
+                array = array.cast(pa.timestamp("s"))
+            unit_type = array.type
+            # microseconds since the epoch, UTC (naive timestamps are UTC): no nanosecond overflow
+            micros = array.cast(pa.timestamp(unit_type.unit, tz=unit_type.tz)).cast(pa.int64())
+            factor = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}[unit_type.unit]
+            values = pd.Series(micros.to_numpy(zero_copy_only=False), dtype="float64") * factor
+            stamps = pd.to_datetime(values.where(values.abs() < 9.2e15), unit="us", utc=True)
+            return stamps
+        return pd.Series(array.to_pylist(), dtype="object")
+    if kind == "vector" and (is_text or ((pa.types.is_list(kind_type) or pa.types.is_large_list(kind_type)
+                                           or pa.types.is_fixed_size_list(kind_type))
+                                          and (pa.types.is_integer(kind_type.value_type)
+                                               or pa.types.is_floating(kind_type.value_type)
+                                               or pa.types.is_decimal(kind_type.value_type)))):
+        return pd.Series(array.to_pylist(), dtype="object")
+    raise UnsupportedTypeError(
+        f"{path}: column {column.name!r} has Parquet type {array.type}, which a {kind} column does not accept "
+        f"({n_rows} rows; accepted: {PARQUET_TYPES[kind]})")
+
+
+# Row validation ----------------------------------------------------------------------------------
+# Ids that upstream systems write when the id is missing; compared case-insensitively after stripping.
+PLACEHOLDER_IDS = frozenset({"null", "none", "nan", "na", "n/a", "#n/a", "nil", "undefined", "unknown",
+                             "missing", "-", "--", "?", "-1", "<null>", "(null)"})
+# An epoch column is read in milliseconds when the median of its numbers is at least 1e11 (in seconds
+# that is the year 5138; in milliseconds 1973), else in seconds.
+EPOCH_MS_THRESHOLD = 1e11
+# What fits datetime64[ns] (the staged dtype), with a margin
+_MIN_TIME = pd.Timestamp("1678-01-01", tz="UTC")
+_MAX_TIME = pd.Timestamp("2262-01-01", tz="UTC")
 
 
 def validate_rows(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Coerce each column to its kind and split rows into (valid, rejected).
 
     The rejected frame keeps the raw values as strings plus ``reject_reason`` (the first failed
-    check, e.g. ``"user_id: null"`` or ``"value: not a number"``).
+    check, e.g. ``"user_id: null"`` or ``"value: not a number or out of range"``).
     """
-    reasons = pd.Series(pd.NA, index=frame.index, dtype="object")
+    reasons = pd.Series(None, index=frame.index, dtype="object")
     clean = {}
     for column in schema.columns:
-        values, bad = _COERCE[column.kind](frame[column.name], column)
-        reasons = _first_reason(reasons, bad, column, frame[column.name])
+        values, problems = _COERCE[column.kind](frame[column.name], column)
+        fresh = problems.notna() & reasons.isna()
+        if fresh.any():
+            reasons = reasons.where(~fresh, column.name + ": " + problems.astype("object"))
         clean[column.name] = values
     valid = pd.DataFrame(clean, index=frame.index)
     rejected_mask = reasons.notna()
-    rejected = frame.loc[rejected_mask].astype("string").assign(reject_reason=reasons[rejected_mask])
+    rejected = as_text(frame.loc[rejected_mask]).assign(reject_reason=reasons[rejected_mask].astype("string"))
     return valid.loc[~rejected_mask].reset_index(drop=True), rejected.reset_index(drop=True)
 
 
-def _first_reason(reasons: pd.Series, bad: pd.Series, column: Column, raw: pd.Series) -> pd.Series:
-    fresh = bad & reasons.isna()
-    if not fresh.any():
-        return reasons
-    null = raw.isna() | (raw.astype("string").str.strip() == "")
-    text = np.where(null[fresh], f"{column.name}: null", f"{column.name}: {_PROBLEM[column.kind]}")
-    reasons = reasons.copy()
-    reasons[fresh] = text
-    return reasons
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every column as nullable strings (lists as space-separated numbers): how rejected rows are kept."""
+    out = {}
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == object:
+            column = column.map(lambda v: " ".join(str(x) for x in v) if isinstance(v, (list, np.ndarray))
+                                else v)
+        out[name] = column.astype("string")
+    return pd.DataFrame(out, index=frame.index)
 
 
-_PROBLEM = {
-    "key": "null",
-    "str": "not an allowed value",
-    "float": "not a number or out of range",
-    "date": "not a date",
-    "timestamp": "not a timestamp",
-    "vector": "not a vector of numbers",
-}
+def _problems(index: pd.Index) -> pd.Series:
+    return pd.Series(None, index=index, dtype="object")
 
 
 def _null_mask(raw: pd.Series) -> pd.Series:
-    return raw.isna() | (raw.astype("string").str.strip() == "")
+    if raw.dtype != object and not pd.api.types.is_string_dtype(raw.dtype):
+        return raw.isna()
+    return raw.isna() | (raw.astype("string").str.strip() == "").fillna(False).astype(bool)
+
+
+def _with_null(problems: pd.Series, null: pd.Series, column: Column) -> pd.Series:
+    if not column.nullable:
+        problems = problems.where(~null, "null")
+    return problems
 
 
 def _coerce_key(raw: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
     values = raw.astype("string").str.strip()
-    return values, _null_mask(raw)
+    null = _null_mask(raw)
+    problems = _problems(raw.index)
+    placeholder = values.str.lower().isin(PLACEHOLDER_IDS).fillna(False).astype(bool) & ~null
+    problems = problems.where(~placeholder, "placeholder for a missing id")
+    return values, problems.where(~null, "null")
 
 
 def _coerce_str(raw: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
     values = raw.astype("string").str.strip()
     null = _null_mask(raw)
     values = values.mask(null)
-    bad = null & (not column.nullable)
+    problems = _problems(raw.index)
     if column.allowed is not None:
-        bad = bad | (~null & ~values.isin(column.allowed).fillna(False))
-    return values, bad.astype(bool)
+        unknown = (~null & ~values.isin(column.allowed).fillna(False)).astype(bool)
+        problems = problems.where(~unknown, "not an allowed value")
+    return values, _with_null(problems, null, column)
 
 
 def _coerce_float(raw: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
     null = _null_mask(raw)
     values = pd.to_numeric(raw, errors="coerce").astype("float64")
-    bad = (~null & ~np.isfinite(values.fillna(np.nan).to_numpy(dtype="float64", na_value=np.nan)))
-    bad = pd.Series(bad, index=raw.index)
+    bad = pd.Series(~null.to_numpy() & ~np.isfinite(values.to_numpy(dtype="float64", na_value=np.nan)),
+                    index=raw.index)
     if column.min_value is not None:
         below = values <= column.min_value if column.min_exclusive else values < column.min_value
         bad = bad | below.fillna(False)
     if column.max_value is not None:
         bad = bad | (values > column.max_value).fillna(False)
-    if not column.nullable:
-        bad = bad | null
-    return values, bad.astype(bool)
+    problems = _problems(raw.index).where(~bad.astype(bool), "not a number or out of range")
+    return values, _with_null(problems, null, column)
 
 
 def _coerce_date(raw: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
     null = _null_mask(raw)
-    values = pd.to_datetime(raw.astype("string"), errors="coerce", format="ISO8601").dt.normalize()
-    if values.dt.tz is not None:
-        values = values.dt.tz_localize(None)
-    bad = (values.isna() & ~null) | (null & (not column.nullable))
-    return values.astype("datetime64[ns]"), bad.astype(bool)
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        values = raw.dt.tz_convert("UTC") if raw.dt.tz is not None else raw.dt.tz_localize("UTC")
+    else:
+        values = pd.to_datetime(raw.astype("string"), errors="coerce", format="ISO8601", utc=True)
+    values = values.where((values >= _MIN_TIME) & (values < _MAX_TIME))
+    values = values.dt.tz_localize(None).dt.normalize().astype("datetime64[ns]")
+    problems = _problems(raw.index).where(~(values.isna() & ~null), "not a date")
+    return values, _with_null(problems, null, column)
+
+
+def epoch_unit(numbers: pd.Series) -> str:
+    """``"ms"`` when the median of the (finite) numbers is at least ``EPOCH_MS_THRESHOLD``, else ``"s"``."""
+    finite = numbers[np.isfinite(numbers.to_numpy(dtype="float64", na_value=np.nan))]
+    return "ms" if len(finite) and float(finite.abs().median()) >= EPOCH_MS_THRESHOLD else "s"
+
+
+def parse_timestamps(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Timestamps as the pipeline reads them, as UTC ``datetime64[ns, UTC]`` with NaT where unreadable,
+    and a reason for each unreadable non-null value (None elsewhere).
+
+    Native timestamps are kept (naive ones are UTC); numbers are seconds or milliseconds since the
+    epoch, the unit chosen once per column by ``epoch_unit``; text is ISO-8601 with any UTC offset
+    (naive text is UTC). Values outside 1678..2261 are ``outside the supported range``.
+    """
+    null = _null_mask(raw)
+    problems = _problems(raw.index)
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        values = raw.dt.tz_convert("UTC") if raw.dt.tz is not None else raw.dt.tz_localize("UTC")
+    else:
+        text = raw.astype("string").str.strip()
+        numeric = pd.to_numeric(text.where(~null), errors="coerce").astype("float64")
+        is_number = numeric.notna()
+        seconds = numeric / (1000.0 if epoch_unit(numeric[is_number]) == "ms" else 1.0)
+        in_range = seconds.between(_MIN_TIME.timestamp(), _MAX_TIME.timestamp())
+        as_epoch = pd.to_datetime(seconds.where(in_range), unit="s", utc=True)
+        as_text = pd.to_datetime(text.where(~is_number & ~null), utc=True, errors="coerce", format="ISO8601")
+        values = as_epoch.where(is_number, as_text)
+        problems = problems.where(~(is_number & ~in_range), "outside the supported range (an epoch in another unit?)")
+    out_of_range = values.notna() & ~((values >= _MIN_TIME) & (values < _MAX_TIME))
+    problems = problems.where(~(out_of_range & problems.isna()), "outside the supported range")
+    values = values.where(~out_of_range).astype("datetime64[ns, UTC]")
+    problems = problems.where(~(values.isna() & ~null & problems.isna()), "not a timestamp")
+    return values, problems
 
 
 def _coerce_timestamp(raw: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
-    null = _null_mask(raw)
-    numeric = pd.to_numeric(raw, errors="coerce")
-    as_epoch = pd.to_datetime(numeric, unit="s", utc=True, errors="coerce")
-    as_text = pd.to_datetime(raw.astype("string").where(numeric.isna()), utc=True, errors="coerce",
-                             format="ISO8601")
-    values = as_epoch.fillna(as_text).astype("datetime64[ns, UTC]")
-    bad = values.isna() | null if not column.nullable else values.isna() & ~null
-    return values, bad.astype(bool)
+    values, problems = parse_timestamps(raw)
+    return values, _with_null(problems, _null_mask(raw), column)
 
 
 def _coerce_vector(raw: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
-    out: list[np.ndarray | None] = []
-    bad: list[bool] = []
+    out: list[list[float] | None] = []
+    problems: list[str | None] = []
     for value in raw.tolist():
         missing = value is None or (isinstance(value, float) and np.isnan(value))
         if missing or (isinstance(value, str) and not value.strip()):
             out.append(None)
-            bad.append(not column.nullable)
+            problems.append(None if column.nullable else "null")
             continue
         try:
-            vec = np.asarray(value.split() if isinstance(value, str) else value, dtype="float32")
+            if isinstance(value, str):  # "0.1 0.2", "0.1,0.2" or "[0.1, 0.2]"
+                value = value.strip().removeprefix("[").removesuffix("]").replace(",", " ").split()
+            vec = np.asarray(value, dtype="float32")
             ok = vec.ndim == 1 and vec.size > 0 and bool(np.isfinite(vec).all())
         except (TypeError, ValueError):
             vec, ok = None, False
         out.append(vec.tolist() if ok else None)
-        bad.append(not ok)
-    return pd.Series(out, index=raw.index, dtype="object"), pd.Series(bad, index=raw.index)
+        problems.append(None if ok else "not a vector of numbers")
+    return (pd.Series(out, index=raw.index, dtype="object"),
+            pd.Series(problems, index=raw.index, dtype="object"))
 
 
 _COERCE: dict[str, Callable[[pd.Series, Column], tuple[pd.Series, pd.Series]]] = {

@@ -45,10 +45,9 @@ def ds(day: dt.date) -> str:
 
 def write_json(path: Path, payload: Any) -> Path:
     """Write JSON atomically (temp file + rename); keys sorted so reruns are byte-identical."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
     return path
 
 
@@ -58,11 +57,54 @@ def read_json(path: Path) -> Any:
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     """Write a frame atomically as one Parquet file (no index)."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write into; renamed onto ``path`` when the block succeeds.
+
+    When the block raises (a full disk, a killed serialiser), the temporary file is removed and
+    ``path`` keeps its previous content (or stays absent): nothing half-written is left behind.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def replace_folder(folder: Path, write: Callable[[Path], None]) -> Path:
+    """Build a folder atomically: ``write(tmp)`` fills a temporary sibling, which then replaces ``folder``.
+
+    A reader sees the old folder or the new one. When ``write`` raises (e.g. ``ENOSPC``), the
+    temporary folder is removed and ``folder`` is left as it was. Replacing a folder takes two
+    renames (old aside, new in); a crash between them leaves ``folder`` absent, never partial.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.old")
+            os.rename(folder, old)
+            os.rename(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
 
 
 def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:

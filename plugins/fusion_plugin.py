@@ -42,12 +42,14 @@ def _data_root() -> Any:
 
 
 def _read_metrics(root: Any, day: dt.date) -> dict[str, Any] | None:
-    """The published metrics.json of ``day``, or None when that date has no published metrics."""
-    try:
-        payload = root.read_published_metrics(day)  # retries a read that races a publish
-    except FileNotFoundError:
-        return None
-    return payload if isinstance(payload, dict) else {}
+    """The published metrics.json of ``day``, or None when that date has no published metrics.
+
+    Raises ``UnreadableMetricsError`` naming the date when its entry is there but cannot be read (see
+    ``fusion_tasks.dashboard.read_metrics``), so a caller marks that one date and serves the others.
+    """
+    from fusion_tasks.dashboard import read_metrics
+
+    return read_metrics(root, day)
 
 
 def _number(value: Any) -> float | int | None:
@@ -107,8 +109,10 @@ def create_app(require_access: Any = None) -> Any:
     from fusion_tasks.dashboard import dashboard_data
 
     guard = [Depends(require_access or _access_dependency())]
+    # No generated docs or OpenAPI schema: FastAPI serves them outside the routes' login dependency.
     app = FastAPI(title="fusionrec dashboard", description="Aggregate metrics of the published dates; "
-                                                           "requires an Airflow login.")
+                                                           "requires an Airflow login.",
+                  docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=UI_DIR), name="static")
 
     @app.exception_handler(HTTPException)
@@ -132,10 +136,12 @@ def create_app(require_access: Any = None) -> Any:
 
     @app.get("/metrics/{ds}", name="metrics", dependencies=guard)
     def metrics(ds: dt.date) -> dict[str, Any]:
+        from fusion_tasks.dashboard import UnreadableMetricsError
+
         try:
             payload = _read_metrics(_data_root(), ds)
-        except ValueError:
-            raise HTTPException(status_code=500, detail=f"metrics of {ds.isoformat()} are not valid JSON") from None
+        except UnreadableMetricsError as err:  # this date only; the others stay served
+            raise HTTPException(status_code=500, detail=str(err)) from None
         if payload is None:
             raise HTTPException(status_code=404, detail=f"no metrics published for {ds.isoformat()}")
         return {"ds": ds.isoformat(), "metrics": aggregate_metrics(payload)}

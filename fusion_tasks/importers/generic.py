@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fusion_tasks import schemas
 from fusion_tasks.modalities import get as get_modality
 from fusion_tasks.progress import Progress
 from fusion_tasks.storage import DataRoot, write_parquet
@@ -157,12 +158,10 @@ def _write_text(path: Path, text: str) -> None:
 
 # Parsing ------------------------------------------------------------------------------------
 def parse_timestamps(raw: pd.Series) -> pd.Series:
-    """Timestamps as the pipeline reads them: numbers are unix seconds, text is ISO-8601 (naive = UTC)."""
-    numeric = pd.to_numeric(raw, errors="coerce")
-    as_epoch = pd.to_datetime(numeric, unit="s", utc=True, errors="coerce")
-    text = raw.astype("string").where(numeric.isna())
-    as_text = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-    return as_epoch.fillna(as_text)
+    """Timestamps as the pipeline reads them (``fusion_tasks.schemas.parse_timestamps``: native
+    timestamps, epoch seconds or milliseconds detected per column, ISO-8601 with any offset);
+    NaT where unreadable."""
+    return schemas.parse_timestamps(raw)[0]
 
 
 def _day_numbers(stamps: pd.Series) -> np.ndarray:

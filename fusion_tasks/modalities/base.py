@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,8 +18,17 @@ import numpy as np
 import pandas as pd
 
 from fusion_tasks.config import RunConfig
-from fusion_tasks.schemas import DataQualityError, Schema, read_landing_file, validate_rows
+from fusion_tasks.schemas import (
+    DataQualityError,
+    Schema,
+    VolumeAnomalyError,
+    as_text,
+    read_landing_file,
+    validate_rows,
+)
 from fusion_tasks.storage import DataRoot, read_json, write_json, write_parquet
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,16 +54,39 @@ def _lookup(sorted_ids: np.ndarray, ids: pd.Series) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
+class History:
+    """What a run for D reads of one modality: every landing file up to D, validated.
+
+    ``staged`` holds the rows true by D that passed every check (with ``landed`` and
+    ``source_file``); ``rejected`` every rejected row (raw values as text, ``reject_reason``,
+    ``source_file``); ``per_file`` the rows read per file, in (date, name) order.
+    """
+
+    files: list[tuple[dt.date, Path]]
+    staged: pd.DataFrame
+    rejected: pd.DataFrame
+    per_file: list[dict[str, Any]]
+    rows_after_as_of: int
+
+
+# A rule over the history of a run: the reason each row is rejected (None: kept). Rules see only rows
+# true by D that passed the per-file checks, and may depend on the run's settings or other rows.
+RowRule = Callable[[pd.DataFrame, DataRoot, RunConfig], pd.Series]
+
+
+@dataclasses.dataclass(frozen=True)
 class Modality:
     """One kind of data.
 
     ``time_column`` is the column that says since when a row is true (an event's timestamp, a
     version's ``valid_from``); a run for date D keeps rows with ``time_column`` on or before D.
-    ``daily`` modalities must deliver a landing partition for every date (it may be empty).
-    ``id_columns`` maps columns to the vocabulary they feed (``user`` or ``item``).
-    ``build_features(staged, vocab, origin, config)`` turns the staged history into arrays
-    aligned with the vocabulary, using only rows true by ``origin``.
+    ``daily`` modalities must deliver a landing partition for every date (it may be empty); their
+    daily volume is watched for anomalies. ``id_columns`` maps columns to the vocabulary they feed
+    (``user`` or ``item``). ``build_features(staged, vocab, origin, config)`` turns the staged history
+    into arrays aligned with the vocabulary, using only rows true by ``origin``.
     ``profile_column`` is the categorical column whose distribution is watched for drift.
+    ``row_rules`` quarantine rows for reasons that need more than the row itself (duplicates,
+    dimensions, other modalities) or the run's settings; see ``RowRule``.
     """
 
     name: str
@@ -63,15 +96,13 @@ class Modality:
     id_columns: dict[str, str]
     build_features: Callable[[pd.DataFrame, Vocabulary, dt.date, RunConfig], dict[str, Any]]
     profile_column: str
+    row_rules: tuple[RowRule, ...] = ()
 
-    def extract(self, root: DataRoot, config: RunConfig) -> dict[str, Any]:
-        """Validate every landing file up to the as-of date and stage the history as of that date.
+    def history(self, root: DataRoot, config: RunConfig) -> History:
+        """Read and validate every landing file dated on or before D and apply every row rule.
 
-        Writes ``staged/<name>/ds=D/data.parquet``, the rejected rows to
-        ``quarantine/<name>/ds=D/rows.parquet`` and a manifest with counts and drift against
-        the previous staged date. Raises ``FileNotFoundError`` when a required landing file is
-        missing, ``SchemaDriftError`` when a file's columns are wrong, and ``DataQualityError``
-        when the rejected share is above ``config.max_quarantine_share``.
+        Raises ``FileNotFoundError`` when a required landing file is missing, and the
+        ``InputDataError`` of a file that cannot be read or whose columns are wrong.
         """
         day = config.as_of_date
         files = [(d, path) for d, path in root.landing_files(self.name) if d <= day]
@@ -83,38 +114,73 @@ class Modality:
                 "(an empty file is a valid empty day; a missing one means the upstream delivery did not arrive)"
             )
         valid, rejected, per_file = _read_landing(root, self.name, self.schema, files)
-        total = len(valid) + len(rejected)
+        future = _as_utc(valid[self.time_column]) >= end_of_day(day)
+        kept = valid.loc[~future].reset_index(drop=True)
+        rules: list[RowRule] = [_earliest_plausible(self.time_column), *self.row_rules]
+        found = [rejected]
+        for rule in rules:
+            reasons = rule(kept, root, config)
+            bad = reasons.notna().to_numpy()
+            if bad.any():
+                found.append(as_text(kept.loc[bad, self.schema.names]).assign(
+                    reject_reason=reasons[bad].astype("string").to_numpy(),
+                    source_file=kept.loc[bad, "source_file"].astype("string").to_numpy()))
+                kept = kept.loc[~bad].reset_index(drop=True)
+        rejected = pd.concat(found, ignore_index=True) if len(found) > 1 else rejected
+        return History(files=files, staged=kept, rejected=rejected, per_file=per_file,
+                       rows_after_as_of=int(future.sum()))
 
-        cutoff = end_of_day(day)
-        times = valid[self.time_column]
-        if getattr(times.dt, "tz", None) is None:
-            times = times.dt.tz_localize("UTC")
-        future = times >= cutoff
-        staged = valid.loc[~future].sort_values(
-            [self.time_column, *self.id_columns]).reset_index(drop=True)
+    def extract(self, root: DataRoot, config: RunConfig) -> dict[str, Any]:
+        """Validate every landing file up to the as-of date and stage the history as of that date.
 
-        reasons = rejected["reject_reason"].value_counts().sort_index().to_dict() if len(rejected) else {}
+        Writes ``staged/<name>/ds=D/data.parquet``, the rejected rows to
+        ``quarantine/<name>/ds=D/rows.parquet`` and a manifest with counts, the quarantine share
+        of every delivery (landing file and landing day) with rejected rows, the day's volume
+        against the recent range and drift against the previous staged date. Raises
+        ``FileNotFoundError`` when a required landing file is missing (it may still arrive),
+        ``SchemaDriftError`` / ``UnreadableFileError`` naming the file when a file's columns are
+        wrong or it cannot be parsed, ``DataQualityError`` when the rejected share is above
+        ``config.max_quarantine_share`` overall, for a landing file or for a landing day, and
+        ``VolumeAnomalyError`` on a volume anomaly when ``config.fail_on_volume_anomaly``.
+        """
+        day = config.as_of_date
+        history = self.history(root, config)
+        rejected = history.rejected
+        total = sum(f["rows"] for f in history.per_file)
+        reasons = _reason_counts(rejected)
         share = len(rejected) / total if total else 0.0
+        deliveries = _deliveries(history.per_file, rejected)
         write_parquet(rejected, root.quarantine(self.name, day))
-        if share > config.max_quarantine_share:
-            raise DataQualityError(
-                f"{self.name} as of {day}: {len(rejected)} of {total} rows ({share:.1%}) rejected, above the "
-                f"limit of {config.max_quarantine_share:.1%}; reasons {reasons}; files with rejects "
-                f"{[f['file'] for f in per_file if f['rejected']]}; rows kept in {root.quarantine(self.name, day)}"
-            )
+        limit = config.max_quarantine_share
+        over = [d for d in deliveries["files"] + deliveries["days"]
+                if d["share"] > limit and d["rejected"] >= config.quarantine_min_rejected]
+        if share > limit or over:
+            named = over or sorted(deliveries["files"], key=lambda d: -d["rejected"])
+            raise DataQualityError(self._quality_message(day, config, len(rejected), total, share, reasons, named,
+                                                         root))
+        volume = self._volume(history.per_file, day, config) if self.daily else None
+        if volume and volume["anomaly"]:
+            log.warning("%s", volume["reason"])
+            if config.fail_on_volume_anomaly:
+                raise VolumeAnomalyError(f"{volume['reason']}; the run is set to fail on volume anomalies "
+                                         "(fail_on_volume_anomaly)")
+        staged = history.staged.drop(columns="source_file").sort_values(
+            [self.time_column, *self.id_columns]).reset_index(drop=True)
         write_parquet(staged, root.staged(self.name, day))
         profile = self._profile(staged, day)
         manifest = {
             "modality": self.name,
             "schema_version": self.schema.version,
             "as_of_date": day.isoformat(),
-            "files_read": len(files),
+            "files_read": len(history.files),
             "rows_read": total,
             "rows_staged": len(staged),
-            "rows_after_as_of": int(future.sum()),
+            "rows_after_as_of": history.rows_after_as_of,
             "rows_quarantined": len(rejected),
             "quarantine_reasons": reasons,
             "quarantine_share": share,
+            "deliveries": deliveries,
+            "volume": volume,
             "profile": profile,
             "drift": self._drift(root, day, profile),
             "staged_path": str(root.staged(self.name, day)),
@@ -122,6 +188,44 @@ class Modality:
         }
         write_json(root.staged_manifest(self.name, day), manifest)
         return manifest
+
+    def _quality_message(self, day: dt.date, config: RunConfig, n_rejected: int, total: int, share: float,
+                         reasons: dict[str, int], over: list[dict[str, Any]], root: DataRoot) -> str:
+        limit = config.max_quarantine_share
+        parts = [f"{self.name} as of {day}: {n_rejected} of {total} rows ({share:.1%}) rejected overall "
+                 f"(limit {limit:.1%}), reasons {reasons}"]
+        for d in over[:10]:
+            what = f"landing file {d['file']}" if "file" in d else f"landing day {d['date']}"
+            above = f", above the limit of {limit:.1%}" if d["share"] > limit else ""
+            parts.append(f"{what}: {d['rejected']} of {d['rows']} rows ({d['share']:.1%}) rejected{above}; "
+                         f"reasons {d['reasons']}")
+        if len(over) > 10:
+            parts.append(f"and {len(over) - 10} more deliveries")
+        parts.append(f"rows kept in {root.quarantine(self.name, day)}")
+        return "; ".join(parts)
+
+    def _volume(self, per_file: list[dict[str, Any]], day: dt.date, config: RunConfig) -> dict[str, Any]:
+        """The rows delivered on D against the range of the previous ``volume_window_days`` deliveries."""
+        by_day: dict[str, int] = {}
+        for f in per_file:
+            by_day[f["landed"]] = by_day.get(f["landed"], 0) + f["rows"]
+        rows = by_day.get(day.isoformat(), 0)
+        start = (day - dt.timedelta(days=config.volume_window_days)).isoformat()
+        recent = [n for d, n in by_day.items() if start <= d < day.isoformat()]
+        out: dict[str, Any] = {"rows_on_day": rows, "recent_days": len(recent),
+                               "recent_min": min(recent) if recent else None,
+                               "recent_max": max(recent) if recent else None,
+                               "factor": config.volume_factor, "anomaly": False, "reason": None}
+        if len(recent) < MIN_VOLUME_HISTORY:
+            return out
+        low, high = min(recent) / config.volume_factor, max(recent) * config.volume_factor
+        if rows < low or rows > high:
+            side = "below" if rows < low else "above"
+            out["anomaly"] = True
+            out["reason"] = (f"{self.name} volume anomaly on {day}: {rows} rows delivered, {side} the recent range "
+                             f"{min(recent)}..{max(recent)} of the last {len(recent)} days by more than a factor "
+                             f"{config.volume_factor:g}")
+        return out
 
     def _profile(self, staged: pd.DataFrame, day: dt.date) -> dict[str, Any]:
         times = staged[self.time_column]
@@ -154,6 +258,53 @@ def end_of_day(day: dt.date) -> pd.Timestamp:
     return pd.Timestamp(day + dt.timedelta(days=1), tz="UTC")
 
 
+def _as_utc(times: pd.Series) -> pd.Series:
+    return times.dt.tz_localize("UTC") if getattr(times.dt, "tz", None) is None else times
+
+
+def _earliest_plausible(column: str) -> RowRule:
+    def rule(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> pd.Series:
+        earliest = pd.Timestamp(config.earliest_plausible_date, tz="UTC")
+        early = (_as_utc(staged[column]) < earliest).to_numpy()
+        return pd.Series(np.where(early, f"{column}: before the earliest plausible date "
+                                         f"{config.earliest_plausible_date.isoformat()}", None),
+                         index=staged.index, dtype="object")
+
+    return rule
+
+
+MIN_VOLUME_HISTORY = 7  # days of deliveries needed before a day's volume is judged
+
+
+def _reason_counts(rejected: pd.DataFrame) -> dict[str, int]:
+    if not len(rejected):
+        return {}
+    return {str(k): int(v) for k, v in rejected["reject_reason"].value_counts().sort_index().items()}
+
+
+def _deliveries(per_file: list[dict[str, Any]], rejected: pd.DataFrame) -> dict[str, Any]:
+    """Rows, rejected rows, share and reasons of each landing file and each landing day with rejects."""
+    by_file = {rel: group for rel, group in rejected.groupby("source_file", sort=False)} if len(rejected) else {}
+    files, days = [], {}
+    for f in per_file:
+        group = by_file.get(f["file"])
+        n_rejected = 0 if group is None else len(group)
+        day = days.setdefault(f["landed"], {"date": f["landed"], "rows": 0, "rejected": 0, "reasons": {}})
+        day["rows"] += f["rows"]
+        day["rejected"] += n_rejected
+        if n_rejected:
+            counts = _reason_counts(group)
+            files.append({"file": f["file"], "date": f["landed"], "rows": f["rows"], "rejected": n_rejected,
+                          "share": n_rejected / f["rows"] if f["rows"] else 1.0, "reasons": counts})
+            for reason, n in counts.items():
+                day["reasons"][reason] = day["reasons"].get(reason, 0) + n
+    with_rejects = [dict(d, share=d["rejected"] / d["rows"] if d["rows"] else 1.0)
+                    for d in days.values() if d["rejected"]]
+    return {"n_files": len(per_file), "n_days": len(days), "files": files, "days": with_rejects,
+            "max_file_share": max((f["share"] for f in files), default=0.0),
+            "max_day_share": max((d["share"] for d in with_rejects), default=0.0)}
+
+
 # The per-file landing cache ------------------------------------------------------------------------
 # Reading and validating every landing file again for every date dominates extraction when there are
 # thousands of small daily files. Each file is therefore validated once, exactly as before (one
@@ -164,7 +315,7 @@ def end_of_day(day: dt.date) -> pd.Timestamp:
 # name, row) order, so the staged history is identical to reading the files one by one, whatever dates
 # ran before. Bump CACHE_VERSION whenever ``read_landing_file`` or ``validate_rows`` change what they
 # return for the same file.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 _FILE, _ROW = "_cache_file", "_cache_row"
 
 
@@ -214,9 +365,12 @@ def _read_landing(root: DataRoot, name: str, schema: Schema,
         out = chosen.drop(columns=[_FILE, _ROW]).reset_index(drop=True)
         if with_landed:
             out["landed"] = pd.to_datetime(chosen[_FILE].map(landed_of).to_numpy())
-        return _restore_dtypes(out.reindex(columns=reference.columns), reference, schema)
+        out = _restore_dtypes(out.reindex(columns=reference.columns), reference, schema)
+        if with_landed:
+            out["source_file"] = chosen[_FILE].to_numpy()
+        return out
 
-    per_file = [{"file": rel, "rows": index[rel]["rows"], "rejected": index[rel]["rejected"]}
+    per_file = [{"file": rel, "landed": landed_of[rel].isoformat(), "rows": index[rel]["rows"]}
                 for _, _, rel, _ in wanted]
     return select(valid_all, reference_valid, True), select(rejected_all, reference_rejected, False), per_file
 

@@ -11,6 +11,7 @@ import pandas as pd
 from fusion_tasks.config import RunConfig
 from fusion_tasks.modalities.base import Modality, Vocabulary, end_of_day
 from fusion_tasks.schemas import Column, Schema
+from fusion_tasks.storage import DataRoot
 
 EVENT_TYPES = frozenset({"view", "click", "purchase", "rating"})
 # Implicit confidence of one event; a rating's weight grows with its value (see event_weights).
@@ -59,6 +60,16 @@ def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
     return {"events": events, "seen": seen.reset_index(drop=True)}
 
 
+def exact_duplicates(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> pd.Series:
+    """With ``duplicate_events="quarantine"``, every repeat of an event equal in all columns to an
+    earlier one (earlier file or row) is rejected; the first is kept."""
+    if config.duplicate_events == "keep":
+        return pd.Series(None, index=staged.index, dtype="object")
+    repeat = staged.duplicated(subset=SCHEMA.names, keep="first").to_numpy()
+    return pd.Series(np.where(repeat, "exact duplicate of an earlier event", None), index=staged.index,
+                     dtype="object")
+
+
 MODALITY = Modality(
     name="behavior",
     schema=SCHEMA,
@@ -67,4 +78,5 @@ MODALITY = Modality(
     id_columns={"user_id": "user", "item_id": "item"},
     build_features=build_features,
     profile_column="event_type",
+    row_rules=(exact_duplicates,),
 )

@@ -12,6 +12,7 @@ from scipy import sparse
 from fusion_tasks.config import RunConfig
 from fusion_tasks.modalities.base import Modality, Vocabulary
 from fusion_tasks.schemas import Column, Schema
+from fusion_tasks.storage import DataRoot
 
 SCHEMA = Schema(
     name="content",
@@ -92,6 +93,24 @@ def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
             "n_categories": len(categories), "has_content": has_content & (norms > 0)}
 
 
+def embedding_length(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> pd.Series:
+    """An embedding whose length is not the declared ``embedding_dim`` (when set) or else the most
+    common length among the rows (ties: the shorter) is rejected; one wrong row must not drop
+    every item's embedding."""
+    lengths = staged["embedding"].map(lambda v: len(v) if isinstance(v, (list, np.ndarray)) else -1)
+    present = lengths[lengths >= 0]
+    if present.empty:
+        return pd.Series(None, index=staged.index, dtype="object")
+    if config.embedding_dim:
+        expected, why = config.embedding_dim, "the declared dimension"
+    else:
+        counts = present.value_counts()
+        expected, why = int(min(counts.index[counts == counts.max()])), "the most common dimension"
+    wrong = ((lengths >= 0) & (lengths != expected)).to_numpy()
+    return pd.Series(np.where(wrong, f"embedding: wrong length (expected {expected}, {why})", None),
+                     index=staged.index, dtype="object")
+
+
 def _one_hot(rows: np.ndarray, codes: np.ndarray, n_rows: int, n_cols: int) -> sparse.csr_matrix:
     ok = codes >= 0
     return sparse.csr_matrix((np.ones(ok.sum()), (rows[ok], codes[ok])), shape=(n_rows, n_cols))
@@ -105,4 +124,5 @@ MODALITY = Modality(
     id_columns={"item_id": "item"},
     build_features=build_features,
     profile_column="category",
+    row_rules=(embedding_length,),
 )

@@ -10,8 +10,10 @@ import pandas as pd
 from scipy import sparse
 
 from fusion_tasks.config import RunConfig
+from fusion_tasks.modalities import behavior
 from fusion_tasks.modalities.base import Modality, Vocabulary
 from fusion_tasks.schemas import Column, Schema
+from fusion_tasks.storage import DataRoot
 
 SCHEMA = Schema(
     name="social",
@@ -46,6 +48,25 @@ def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
     return {"adjacency": adjacency.astype("float32"), "has_social": np.diff(adjacency.indptr) > 0}
 
 
+def self_ties(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> pd.Series:
+    """An edge from a user to themselves is rejected."""
+    same = (staged["src_user_id"] == staged["dst_user_id"]).to_numpy(dtype=bool, na_value=False)
+    return pd.Series(np.where(same, "self-tie (src_user_id equals dst_user_id)", None), index=staged.index,
+                     dtype="object")
+
+
+def unknown_endpoints(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> pd.Series:
+    """An edge whose source or destination is not a user of the behaviour data as of D (no valid
+    event by the end of D) is rejected: it cannot inform a recommendation, and it would otherwise
+    add users to the vocabulary that no event backs."""
+    users = set(behavior.MODALITY.history(root, config).staged["user_id"].astype(str).unique())
+    src = ~staged["src_user_id"].astype(str).isin(users).to_numpy()
+    dst = ~staged["dst_user_id"].astype(str).isin(users).to_numpy()
+    reasons = np.where(src, "src_user_id: not a user of the behaviour data",
+                       np.where(dst, "dst_user_id: not a user of the behaviour data", None))
+    return pd.Series(reasons, index=staged.index, dtype="object")
+
+
 MODALITY = Modality(
     name="social",
     schema=SCHEMA,
@@ -54,4 +75,5 @@ MODALITY = Modality(
     id_columns={"src_user_id": "user", "dst_user_id": "user"},
     build_features=build_features,
     profile_column="edge_type",
+    row_rules=(self_ties, unknown_endpoints),
 )

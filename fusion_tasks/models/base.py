@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import sparse
 
+from fusion_tasks.storage import replace_folder
 from fusion_tasks.training_data import TrainingData
 
 
@@ -49,9 +50,14 @@ class BaseRecommender:
 
     # persistence -----------------------------------------------------------------------------
     def save(self, folder: Path) -> Path:
-        """Write ``params.json`` and ``state.npz`` into ``folder``; returns the folder."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        """Write ``params.json`` and ``state.npz`` (and ``_save_extra``'s files) into ``folder``; returns it.
+
+        Atomic: everything is written into a temporary sibling folder that then replaces ``folder``,
+        so a failed write (a full disk) leaves the previous artefacts, never a truncated file.
+        """
+        return replace_folder(Path(folder), self._write_artefacts)
+
+    def _write_artefacts(self, folder: Path) -> None:
         arrays: dict[str, np.ndarray] = {}
         scalars: dict[str, Any] = {}
         for key, value in vars(self).items():
@@ -69,10 +75,10 @@ class BaseRecommender:
         (folder / "params.json").write_text(json.dumps(
             {"model": self.name, "params": self.get_params(), "state": scalars}, indent=2, sort_keys=True))
         self._save_extra(folder)
-        return folder
 
     def _save_extra(self, folder: Path) -> None:
-        """Hook for artefacts that are not arrays (e.g. a Keras model file)."""
+        """Hook for artefacts that are not arrays (e.g. a Keras model file); ``folder`` is the
+        temporary folder that ``save`` renames into place once everything is written."""
 
     @classmethod
     def load(cls, folder: Path) -> BaseRecommender:

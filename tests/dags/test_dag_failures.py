@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fusion_tasks.storage import DataRoot
+from fusion_tasks.storage import DataRoot, file_sha256
 from fusion_tasks.synthetic import SyntheticSpec, generate
 
 pytestmark = pytest.mark.slow
@@ -55,6 +55,11 @@ class Airflow:
             history = db.execute("SELECT COUNT(*) FROM task_instance_history WHERE run_id = ? AND task_id = ?",
                                  (run_id, task_id)).fetchone()[0]
         return max(tries, history + 1)
+
+    def task_log(self, run_id: str, task_id: str) -> str:
+        """Every log file of a task instance of a run (all its tries), concatenated."""
+        folder = self.home / "logs" / "dag_id=multimodal_fusion" / f"run_id={run_id}" / f"task_id={task_id}"
+        return "\n".join(p.read_text(errors="replace") for p in sorted(folder.rglob("*.log")))
 
 
 def _json(text: str):
@@ -132,3 +137,91 @@ def test_too_many_bad_rows_fail_extraction_without_retrying(world):
     assert tasks["train_als"]["state"] == "upstream_failed"
     assert root.quarantine("behavior", BAD_DAY).is_file()
     assert root.published_dates("recommendations") == [GOOD_DAY]
+
+
+# Malformed landing files through a real run: a clear error naming the file, no retry, and the
+# table published before stays as it was (see tests/unit/test_malformed_inputs.py for every case).
+CASE_DAYS = {"zero_byte_file": dt.date(2024, 2, 23), "latin1_file": dt.date(2024, 2, 24),
+             "unquoted_separator": dt.date(2024, 2, 25), "half_the_day_bad": dt.date(2024, 2, 27)}
+
+
+def _zero_bytes(path: Path, day: dt.date) -> str:
+    path.write_bytes(b"")
+    return "empty file (0 bytes, 0 rows)"
+
+
+def _latin1(path: Path, day: dt.date) -> str:
+    lines = path.read_text().splitlines()
+    lines.insert(2, f"u0001,caf\u00e9,view,1,{day.isoformat()}T10:00:00Z")
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    return "not UTF-8 text: byte 0xe9 at line 3, column 'item_id'"
+
+
+def _unquoted_separator(path: Path, day: dt.date) -> str:
+    lines = path.read_text().splitlines()
+    lines.insert(3, f"u0001,i0001,view,1,{day.isoformat()}T10:00:00Z,a,b")
+    path.write_text("\n".join(lines) + "\n")
+    return "an unquoted separator inside a field?"
+
+
+def _half_bad(path: Path, day: dt.date) -> str:
+    lines = path.read_text().splitlines()
+    n = len(lines) - 1
+    path.write_text("\n".join(lines + [f",i{i:04d},view,1,{day.isoformat()}T10:00:00Z" for i in range(n)]) + "\n")
+    return "(50.0%) rejected, above the limit of 5.0%"
+
+
+def _published_snapshot(root: DataRoot) -> dict[str, str]:
+    out = {"dates": str(root.published_dates("recommendations"))}
+    for kind in ("recommendations", "metrics"):
+        folder = root.published(kind, GOOD_DAY).resolve()
+        out.update({f"{kind}/{p.name}": file_sha256(p) for p in folder.iterdir()})
+    return out
+
+
+@pytest.mark.parametrize(("name", "breakage"), [("zero_byte_file", _zero_bytes), ("latin1_file", _latin1),
+                                                ("unquoted_separator", _unquoted_separator),
+                                                ("half_the_day_bad", _half_bad)],
+                         ids=["zero_byte_file", "latin1_file", "unquoted_separator", "half_the_day_bad"])
+def test_a_malformed_landing_file_fails_once_naming_it_and_keeps_the_published_table(world, name, breakage):
+    root, airflow, _ = world
+    day = CASE_DAYS[name]
+    path = root.landing_day("behavior", day) / "events.csv"
+    original = path.read_bytes()
+    before = _published_snapshot(root)
+    expected = breakage(path, day)
+    try:
+        tasks = airflow.run(day, CHEAP)
+    finally:
+        path.write_bytes(original)  # later runs read this day as history
+    assert tasks["run"]["state"] == "failed"
+    assert tasks["extract_behavior"]["state"] == "failed"
+    assert airflow.tries(tasks["run"]["run_id"], "extract_behavior") == 1  # a data error: no retry
+    assert tasks["build_training_data"]["state"] == "upstream_failed"
+    log = airflow.task_log(tasks["run"]["run_id"], "extract_behavior") + tasks["output"]
+    assert expected in log, log[-3000:]
+    assert f"date={day.isoformat()}/events.csv" in log
+    assert not root.staged("behavior", day).exists()
+    assert _published_snapshot(root) == before
+
+
+def test_native_parquet_timestamps_are_read_and_the_day_is_published(world):
+    """A behaviour day written as Parquet with a native timestamp column is staged whole and published."""
+    import pandas as pd
+
+    root, airflow, _ = world
+    day = dt.date(2024, 2, 28)
+    csv = root.landing_day("behavior", day) / "events.csv"
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    frame = frame.loc[frame["user_id"].str.startswith("u") & (frame["event_type"] != "teleport")
+                      & (frame["value"] != "n/a")]
+    frame = frame.assign(value=frame["value"].astype(float), timestamp=pd.to_datetime(frame["timestamp"], utc=True))
+    frame.to_parquet(csv.with_suffix(".parquet"), index=False)
+    csv.unlink()
+    tasks = airflow.run(day, {**CHEAP, "ndcg_floor": 0.0, "regression_tolerance": 1.0})
+    assert tasks["run"]["state"] == "success", tasks["output"][-3000:]
+    manifest = json.loads(root.staged_manifest("behavior", day).read_text())
+    assert manifest["deliveries"]["files"] == [] or all(
+        f["date"] != day.isoformat() for f in manifest["deliveries"]["files"])
+    assert manifest["volume"]["rows_on_day"] == len(frame)
+    assert day in root.published_dates("recommendations")

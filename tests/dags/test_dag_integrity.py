@@ -162,3 +162,21 @@ def test_the_landing_sensor_waits_for_a_missing_partition_then_fails_with_a_clea
     overdue = RunConfig(as_of_date=yesterday - dt.timedelta(days=3), data_root=tmp_path).to_dict()
     with pytest.raises(AirflowFailException, match="landing partition for .* is missing: .*date=.*did not arrive"):
         poke(overdue)
+
+
+def test_bad_input_settings_are_params_with_the_library_defaults(dag):
+    import dataclasses
+    import datetime as dt
+
+    from fusion_tasks.config import RunConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    for name in ("max_quarantine_share", "quarantine_min_rejected", "earliest_plausible_date", "embedding_dim",
+                 "duplicate_events", "volume_window_days", "volume_factor", "fail_on_volume_anomaly"):
+        param = dag.params.get_param(name)
+        assert param.description and (name == "max_quarantine_share" or param.schema.get("title")), name
+        default = defaults[name]
+        assert param.value == (default.isoformat() if isinstance(default, dt.date) else default), name
+    config = RunConfig.from_dict({**{k: dag.params[k] for k in dag.params if k != "as_of_date"},
+                                  "as_of_date": "2024-03-01"})
+    assert config.earliest_plausible_date == dt.date(1995, 1, 1)

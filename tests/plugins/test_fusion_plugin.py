@@ -145,6 +145,47 @@ def test_an_unreadable_metrics_file_is_listed_not_fatal(pipeline_root, tmp_path)
     assert data["dates"] == [DAYS[1].isoformat()]
 
 
+@pytest.mark.parametrize("breakage", ["folder_in_place", "file_link_loop", "date_link_loop", "dangling_date_link"])
+def test_one_unreadable_date_is_marked_and_the_others_stay_served(pipeline_root, tmp_path, monkeypatch, plugin,
+                                                                 breakage):
+    """A published date that cannot be read shows as unreadable; the dashboard, the other date and its
+    metrics are still served (never a 500 for the whole page)."""
+    import shutil
+
+    root = DataRoot(tmp_path / "copy")
+    shutil.copytree(pipeline_root.root / "published", root.root / "published", symlinks=True)
+    monkeypatch.setenv("FUSION_DATA_ROOT", str(root.root))
+    broken_day = DAYS[1]
+    link = root.published("metrics", broken_day)
+    version = link.resolve()
+    if breakage == "folder_in_place":
+        (version / "metrics.json").unlink()
+        (version / "metrics.json").mkdir()
+    elif breakage == "file_link_loop":
+        (version / "metrics.json").unlink()
+        os.symlink("metrics.json", version / "metrics.json")
+    elif breakage == "date_link_loop":
+        link.unlink()
+        os.symlink(link.name, link)
+    else:
+        link.unlink()
+        os.symlink(".versions/ds=gone/v-gone", link)
+    with TestClient(plugin.create_app(require_access=_allow_all)) as client:
+        data = client.get("/api/dashboard")
+        assert data.status_code == 200
+        assert data.json()["unreadable"] == [broken_day.isoformat()]
+        assert data.json()["dates"] == [DAYS[0].isoformat()]
+        assert client.get(f"/metrics/{DAYS[0].isoformat()}").status_code == 200
+        broken = client.get(f"/metrics/{broken_day.isoformat()}")
+        assert broken.status_code == 500 and broken_day.isoformat() in broken.json()["detail"]
+        assert "Traceback" not in broken.text and str(tmp_path) not in broken.text
+
+
+def test_generated_docs_and_schema_are_not_served(client):
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        assert client.get(path).status_code == 404, path
+
+
 def test_no_user_or_item_id_leaves(pipeline_root, client):
     text = client.get("/api/dashboard").text + client.get(f"/metrics/{DAYS[1]}").text
     table = pipeline_root.read_recommendations(DAYS[1])

@@ -127,6 +127,7 @@ def test_no_landing_at_all_raises(root: DataRoot) -> None:
 
 
 def test_content_and_social_are_not_daily(root: DataRoot) -> None:
+    land(root, "behavior", D, DAY2)  # social edges are checked against the users of the behaviour data
     land(root, "content", D1, [("i1", D1.isoformat(), "c1")], columns=["item_id", "valid_from", "category"],
          name="items.csv")
     land(root, "social", D1, [("u1", "u2", "follow", "1", D1.isoformat())],
