@@ -114,6 +114,9 @@ PARAMS = {
     "volume_factor": Param(3.0, type="number", minimum=1, title="Volume anomaly factor",
                            description="A day is a volume anomaly below the recent minimum / factor or above the "
                                        "recent maximum * factor."),
+    "ties_of_unknown_users": Param("keep", type="string", enum=["keep", "quarantine"], title="Ties of unknown users",
+                                   description="A tie whose user has no behaviour event by D: keep it (a cold user "
+                                               "who follows people; the default) or quarantine it."),
     "fail_on_volume_anomaly": Param(False, type="boolean", title="Fail on volume anomaly",
                                     description="Off: an anomaly is flagged in the manifest and the task log. On: "
                                                 "the extract fails without retry."),

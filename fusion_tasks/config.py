@@ -59,6 +59,7 @@ class RunConfig:
     duplicate_events: str = "quarantine"  # an exact duplicate behaviour event: "quarantine" or "keep"
     volume_window_days: int = 28  # a day's volume is compared with the deliveries of this many days before
     volume_factor: float = 3.0  # anomaly: below the recent minimum / factor or above the maximum * factor
+    ties_of_unknown_users: str = "keep"  # a tie of a user with no behaviour event by D: "keep" or "quarantine"
     fail_on_volume_anomaly: bool = False  # False: flag in the manifest and the log; True: fail the extract
 
     def __post_init__(self) -> None:
@@ -85,6 +86,9 @@ class RunConfig:
             raise ValueError(f"landing_wait_hours must be >= 0, got {self.landing_wait_hours}")
         if not 0 <= self.max_quarantine_share <= 1:
             raise ValueError("max_quarantine_share must be within [0, 1]")
+        if self.ties_of_unknown_users not in ("keep", "quarantine"):
+            raise ValueError(f"ties_of_unknown_users must be 'keep' or 'quarantine', "
+                             f"got {self.ties_of_unknown_users!r}")
         if self.duplicate_events not in DUPLICATE_POLICIES:
             raise ValueError(f"duplicate_events must be one of {DUPLICATE_POLICIES}, got {self.duplicate_events!r}")
         for name in ("quarantine_min_rejected", "embedding_dim"):

@@ -56,9 +56,12 @@ def self_ties(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> pd.Ser
 
 
 def unknown_endpoints(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> pd.Series:
-    """An edge whose source or destination is not a user of the behaviour data as of D (no valid
-    event by the end of D) is rejected: it cannot inform a recommendation, and it would otherwise
-    add users to the vocabulary that no event backs."""
+    """With ``ties_of_unknown_users="quarantine"``, an edge whose source or destination is not a user
+    of the behaviour data as of D (no valid event by the end of D) is rejected: no event backs that
+    user. The default ``"keep"`` accepts it: a user who joined and followed people before doing
+    anything is a normal cold user, and their ties are what can be recommended from."""
+    if config.ties_of_unknown_users == "keep":
+        return pd.Series(None, index=staged.index, dtype="object")
     users = set(behavior.MODALITY.history(root, config).staged["user_id"].astype(str).unique())
     src = ~staged["src_user_id"].astype(str).isin(users).to_numpy()
     dst = ~staged["dst_user_id"].astype(str).isin(users).to_numpy()

@@ -172,7 +172,8 @@ def test_bad_input_settings_are_params_with_the_library_defaults(dag):
 
     defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
     for name in ("max_quarantine_share", "quarantine_min_rejected", "earliest_plausible_date", "embedding_dim",
-                 "duplicate_events", "volume_window_days", "volume_factor", "fail_on_volume_anomaly"):
+                 "duplicate_events", "volume_window_days", "volume_factor", "fail_on_volume_anomaly",
+                 "ties_of_unknown_users"):
         param = dag.params.get_param(name)
         assert param.description and (name == "max_quarantine_share" or param.schema.get("title")), name
         default = defaults[name]

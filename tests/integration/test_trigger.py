@@ -83,7 +83,7 @@ def test_params_are_documented_in_the_dag_details(airflow):
                 "candidates_per_model", "seed", "ndcg_floor", "regression_tolerance", "max_quarantine_share",
                 "history_days", "landing_wait_hours", "tune_models", "tuning_budget_seconds",
                 "quarantine_min_rejected", "earliest_plausible_date", "embedding_dim", "duplicate_events",
-                "volume_window_days", "volume_factor", "fail_on_volume_anomaly"}
+                "volume_window_days", "volume_factor", "fail_on_volume_anomaly", "ties_of_unknown_users"}
     assert set(params) == expected
     undocumented = [name for name, param in params.items() if not (param.get("description") or "").strip()]
     assert undocumented == []
