@@ -28,6 +28,26 @@ def _number(value: Any) -> float | int | None:
     return value
 
 
+def aggregate_metrics(payload: Any) -> dict[str, dict[str, float | int | None]]:
+    """``payload["metrics"]`` reduced to name -> metric -> number; everything else is dropped.
+
+    Non-finite numbers become None (JSON has no NaN); non-numeric values and non-mapping entries are left out.
+    """
+    metrics = payload.get("metrics") if isinstance(payload, dict) else None
+    if not isinstance(metrics, dict):
+        return {}
+    out: dict[str, dict[str, float | int | None]] = {}
+    for method, values in metrics.items():
+        if not isinstance(values, dict):
+            continue
+        out[str(method)] = {
+            str(name): _number(value)
+            for name, value in values.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
+    return out
+
+
 class UnreadableMetricsError(ValueError):
     """A date's published metrics exist but cannot be read (bad JSON, a folder or a link loop in place,
     a dangling link)."""

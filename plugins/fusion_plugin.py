@@ -23,7 +23,6 @@ Airflow's security module are imported when the API server first sends a request
 """
 
 import datetime as dt
-import math
 from pathlib import Path
 from typing import Any
 
@@ -52,33 +51,11 @@ def _read_metrics(root: Any, day: dt.date) -> dict[str, Any] | None:
     return read_metrics(root, day)
 
 
-def _number(value: Any) -> float | int | None:
-    """A JSON-safe number, or None for anything else (strings, lists, NaN, infinities, booleans)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def aggregate_metrics(payload: Any) -> dict[str, dict[str, float | int | None]]:
-    """``payload["metrics"]`` reduced to name -> metric -> number; everything else is dropped.
+    """``payload["metrics"]`` reduced to name -> metric -> number (``fusion_tasks.dashboard``)."""
+    from fusion_tasks.dashboard import aggregate_metrics as aggregate
 
-    Non-finite numbers become None (JSON has no NaN); non-numeric values and non-mapping entries are left out.
-    """
-    metrics = payload.get("metrics") if isinstance(payload, dict) else None
-    if not isinstance(metrics, dict):
-        return {}
-    out: dict[str, dict[str, float | int | None]] = {}
-    for method, values in metrics.items():
-        if not isinstance(values, dict):
-            continue
-        out[str(method)] = {
-            str(name): _number(value)
-            for name, value in values.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-        }
-    return out
+    return aggregate(payload)
 
 
 def _access_dependency() -> Any:
