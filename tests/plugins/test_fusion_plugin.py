@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from fusion_tasks.config import RunConfig
 from fusion_tasks.dashboard import dashboard_data
+from fusion_tasks.fusion.base import group_of
 from fusion_tasks.publish import CONTRIBUTIONS
 from fusion_tasks.storage import DataRoot, publish_version, read_json
 
@@ -105,7 +106,13 @@ def test_modality_shares_are_those_of_the_published_table(pipeline_root, client)
             group = column.removeprefix("contribution_")
             assert data["contribution_share"][group][i] == pytest.approx(magnitude[column] / magnitude.sum())
         assert sum(data["contribution_share"][g][i] for g in data["contribution_share"]) == pytest.approx(1.0)
-        assert data["contribution_share"]["behavior"][i] > 0
+        assert max(data["contribution_share"][g][i] for g in data["contribution_share"]) > 0
+        published = pipeline_root.read_published_metrics(day)
+        if published["chosen_method"] == "weighted_sum":
+            used = {group_of(name) for name, weight in published["fusion"]["weighted_sum"]["weights"].items()
+                    if weight > 0}
+            for group in {"behavior", "content", "social"} - used:  # a modality given no weight has no share
+                assert data["contribution_share"][group][i] == 0.0
 
 
 def test_quarantined_rows_are_those_of_the_staged_manifests(pipeline_root, client):
@@ -122,7 +129,7 @@ def test_names_come_from_the_files(pipeline_root, tmp_path, monkeypatch, plugin)
     """A fusion method or base model the dashboard has never heard of shows up, and a missing one is null."""
     root = DataRoot(tmp_path)
     payload = pipeline_root.read_published_metrics(DAYS[1])
-    payload["metrics"]["deep_fusion"] = dict(payload["metrics"][payload["chosen_method"]], ndcg=0.5)
+    payload["metrics"]["graph_fusion"] = dict(payload["metrics"][payload["chosen_method"]], ndcg=0.5)
     payload["base_models"] = [*payload["base_models"], "graph"]
     payload["metrics"]["graph"] = dict(payload["metrics"][payload["base_models"][0]], ndcg=0.01)
     publish_version(root, DAYS[1], {"metrics": lambda folder: (folder / "metrics.json").write_text(
@@ -130,8 +137,8 @@ def test_names_come_from_the_files(pipeline_root, tmp_path, monkeypatch, plugin)
     publish_version(root, DAYS[0], {"metrics": lambda folder: (folder / "metrics.json").write_text(
         json.dumps(pipeline_root.read_published_metrics(DAYS[0])))})
     data = dashboard_data(root)
-    assert "deep_fusion" in data["methods"] and "graph" in data["base_models"]
-    assert data["metrics"]["ndcg"]["deep_fusion"] == [None, 0.5]
+    assert "graph_fusion" in data["methods"] and "graph" in data["base_models"]
+    assert data["metrics"]["ndcg"]["graph_fusion"] == [None, 0.5]
     assert data["metrics"]["ndcg"]["graph"] == [None, 0.01]
 
 
