@@ -20,8 +20,12 @@ validation folds within `tuning_budget_seconds`, then fitted at the test and fin
 `fit_weighted_sum` / `fit_stacking` / `fit_deep_fusion` (tuned on validation folds before the holdout) → `evaluate` and
 `fuse_recommendations` → `quality_gate` → `publish_recommendations`.
 
-**Outputs** under `$FUSION_DATA_ROOT`: `published/recommendations/ds=D/` (Parquet: user_id, item_id,
-rank, score, contribution per modality) and `published/metrics/ds=D/metrics.json`, switched atomically.
+**Outputs**: every sink of `sinks` gets one new version of D (the same version id and row checksum). Files under
+`$FUSION_DATA_ROOT`: `published/recommendations/ds=D/` (Parquet: user_id, item_id, rank, score, contribution per
+modality) and `published/metrics/ds=D/metrics.json`; the database: tables `recommendations` and
+`published_runs`, view `recommendations_latest`, in the Airflow connection `database_conn_id` (PostgreSQL) or,
+when it is not defined, `$FUSION_DATA_ROOT/serving/fusionrec.sqlite`. Then the Asset `fusionrec_recommendations`
+gets an event with the ds and version in its extra (`fusionrec_export` is scheduled on it).
 
 **Gate**: below the NDCG floor the run fails; more than the tolerance below the last published
 date, publishing is skipped and the previous table stays current. Reasons are in the task log and in
@@ -37,7 +41,7 @@ import datetime as dt
 import logging
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, get_current_context, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,9 @@ MODALITIES = ["behavior", "content", "social"]  # the extract tasks; each must b
 # the train tasks; each in fusion_tasks.models
 MODELS = ["popularity", "als", "item_knn", "ease", "content", "social"]
 METHODS = ["weighted_sum", "stacking", "deep_fusion"]
+SINKS = ["files", "database"]  # each in fusion_tasks.sinks
 TRAINING_POOL = "fusion_training"
+RECOMMENDATIONS = Asset(name="fusionrec_recommendations", uri="fusionrec://recommendations")  # fusion_tasks.contract
 
 DESCRIPTION = ("Daily fused top-K recommendations from behaviour, content and social data, published behind a "
                "quality gate")
@@ -120,6 +126,13 @@ PARAMS = {
     "fail_on_volume_anomaly": Param(False, type="boolean", title="Fail on volume anomaly",
                                     description="Off: an anomaly is flagged in the manifest and the task log. On: "
                                                 "the extract fails without retry."),
+    "sinks": Param(SINKS, type="array", items={"type": "string", "enum": SINKS}, minItems=1, uniqueItems=True,
+                   examples=SINKS, title="Publish sinks",
+                   description="Where a published date goes: files (the source of truth, required) and the "
+                               "database (tables recommendations, published_runs, view recommendations_latest)."),
+    "database_conn_id": Param("fusionrec_db", type="string", minLength=1, title="Database connection",
+                              description="Airflow connection (postgres) of the database sink; when no connection "
+                                          "of this id exists, the embedded SQLite of the data root."),
 }
 LANDING_POKE_SECONDS = 300
 
@@ -293,11 +306,26 @@ def multimodal_fusion():
         log.info("%s", sentence)
         return {"passed": True, "decision": sentence}
 
-    @task(execution_timeout=dt.timedelta(minutes=15))
+    @task(execution_timeout=dt.timedelta(minutes=15), outlets=[RECOMMENDATIONS])
     def publish_recommendations(spec: dict, _gate: dict) -> dict:
         from fusion_tasks.publish import publish
+        from fusion_tasks.sinks import SchemaVersionError
+        from fusion_tasks.sinks.connections import database_for
 
-        return publish(_root(spec), _config(spec))
+        config = _config(spec)
+        database = database_for(config.database_conn_id, _root(spec)) if "database" in config.sinks else None
+        if database is not None:
+            log.info("database sink: %s", database.location)
+        try:
+            out = publish(_root(spec), config, database)
+        except SchemaVersionError as err:
+            raise AirflowFailException(str(err)) from None  # a rerun meets the same schema: migrate first
+        if out["repaired"]:
+            log.warning("sinks %s did not hold the file sink's version of %s; this publish brings them to %s",
+                        out["repaired"], config.as_of_date, out["version"])
+        get_current_context()["outlet_events"][RECOMMENDATIONS].extra = {
+            "ds": config.as_of_date.isoformat(), **{key: out[key] for key in ("version", "rows", "method", "checksum")}}
+        return out
 
     spec = plan_run()
     landed = wait_for_landing(spec)

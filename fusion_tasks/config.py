@@ -14,6 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 MODALITIES = ("behavior", "content", "social")
 DUPLICATE_POLICIES = ("quarantine", "keep")
+SINKS = ("files", "database")
 
 
 def default_data_root() -> Path:
@@ -61,6 +62,9 @@ class RunConfig:
     volume_factor: float = 3.0  # anomaly: below the recent minimum / factor or above the maximum * factor
     ties_of_unknown_users: str = "keep"  # a tie of a user with no behaviour event by D: "keep" or "quarantine"
     fail_on_volume_anomaly: bool = False  # False: flag in the manifest and the log; True: fail the extract
+    # Publishing (see the README's "Reading the recommendations")
+    sinks: tuple[str, ...] = SINKS  # where a date is published; "files" (the source of truth) is required
+    database_conn_id: str = "fusionrec_db"  # the database sink's Airflow connection; absent: embedded SQLite
 
     def __post_init__(self) -> None:
         unknown = set(self.modalities) - set(MODALITIES)
@@ -94,6 +98,11 @@ class RunConfig:
         for name in ("quarantine_min_rejected", "embedding_dim"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        from fusion_tasks.sinks import REGISTRY as SINK_REGISTRY
+
+        if "files" not in self.sinks or set(self.sinks) - set(SINK_REGISTRY):
+            raise ValueError(f"sinks must include 'files' (the source of truth) and be a subset of "
+                             f"{tuple(SINK_REGISTRY)}, got {self.sinks}")
         if self.volume_window_days < 1 or self.volume_factor < 1:
             raise ValueError("volume_window_days must be >= 1 and volume_factor >= 1")
 
@@ -129,6 +138,7 @@ class RunConfig:
         out["data_root"] = str(self.data_root)
         out["modalities"] = list(self.modalities)
         out["methods"] = list(self.methods)
+        out["sinks"] = list(self.sinks)
         return out
 
     @classmethod
@@ -163,7 +173,7 @@ class RunConfig:
             kwargs.pop("data_root", None)
         else:
             kwargs["data_root"] = Path(kwargs["data_root"])
-        for key in ("modalities", "methods"):
+        for key in ("modalities", "methods", "sinks"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
+import datetime as dt
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fusion_tasks.config import RunConfig
+from fusion_tasks.contract import COLUMNS, CONTRIBUTIONS
 from fusion_tasks.fusion import methods
 from fusion_tasks.fusion.candidates import load_pool
-from fusion_tasks.storage import DataRoot, publish_version, read_json, read_parquet, write_json, write_parquet
-
-CONTRIBUTIONS = [f"contribution_{g}" for g in (*methods.GROUPS, "context")]
-COLUMNS = ["user_id", "item_id", "rank", "score", *CONTRIBUTIONS]
+from fusion_tasks.gate_text import describe_gate
+from fusion_tasks.sinks import REGISTRY as SINKS
+from fusion_tasks.sinks import (
+    Database,
+    DatabaseSink,
+    FileSink,
+    PreparedLoad,
+    Publication,
+    Sink,
+    SinkError,
+    table_checksum,
+)
+from fusion_tasks.storage import DataRoot, new_version_id, read_json, read_parquet, write_parquet
 
 
 class OutputContractError(ValueError):
@@ -111,34 +120,84 @@ def extraction_summary(root: DataRoot, config: RunConfig) -> dict[str, dict[str,
     return out
 
 
-def publish(root: DataRoot, config: RunConfig) -> dict[str, Any]:
-    """Publish D's recommendations and metrics atomically (see ``storage.publish_version``).
+def publish(root: DataRoot, config: RunConfig, database: Database | None = None) -> dict[str, Any]:
+    """Publish D's recommendations and metrics to every sink of ``config.sinks``, as one new version.
 
-    Refuses (``PermissionError``) when the quality gate did not pass for D.
+    Refuses (``PermissionError``) when the quality gate did not pass for D. ``database`` is the database
+    sink's database (default: the embedded SQLite of the data root).
+
+    Under the date's lock, every sink is *prepared* (written, not visible) before any is *committed*, so a
+    sink that cannot take the version (unreachable, wrong credentials, an older schema) fails the publish
+    with ``SinkError`` and every sink keeps its previous version. The file sink is the source of truth and
+    commits first; if a later sink fails to commit, the error says so and a rerun publishes a new version
+    to all of them. Sinks that disagreed before this publish (a failure between two commits) are named
+    in ``repaired``.
     """
     fused = root.fused(config.as_of_date)
     gate = read_json(fused / "gate.json")
     if not gate["passed"]:
         raise PermissionError(f"quality gate did not pass for {config.as_of_date}: {gate['reason']}")
-    source = fused / "recommendations.parquet"
-    table = read_parquet(source)
+    table = read_parquet(fused / "recommendations.parquet")
     check_output_contract(table, config.top_k, set(read_parquet(root.features(config.as_of_date) / "items.parquet")
                                                    ["item_id"].tolist()))
     report = read_json(fused / "metrics.json")
     report["gate"] = gate
-    report["config"] = {key: value for key, value in config.to_dict().items() if key != "data_root"}
+    settings = {key: value for key, value in config.to_dict().items() if key != "data_root"}
+    report["config"] = settings
     report["contribution_share"] = contribution_shares(table)
     report["extraction"] = extraction_summary(root, config)
-
-    def write_recommendations(folder: Path) -> None:
-        shutil.copyfile(source, folder / "recommendations.parquet")
-
-    def write_metrics(folder: Path) -> None:
-        write_json(folder / "metrics.json", report)
-
-    versions = publish_version(root, config.as_of_date,
-                               {"recommendations": write_recommendations, "metrics": write_metrics},
-                               manifest_extra={"rows": len(table), "method": report["chosen_method"]})
+    checksum = table_checksum(table)
+    report["published_table"] = {"rows": len(table), "users": int(table["user_id"].nunique()), "checksum": checksum}
+    publication = Publication(
+        ds=config.as_of_date, version_id=new_version_id(), method=report["chosen_method"], table=table,
+        metrics=report, checksum=checksum, gate_decision=describe_gate(gate, config.top_k),
+        config=settings, published_at=dt.datetime.now(dt.UTC))
+    written = write_to_sinks(root, publication, build_sinks(config.sinks, root, database))
     return {"rows": len(table), "users": int(table["user_id"].nunique()), "method": report["chosen_method"],
+            "version": publication.version_id, "checksum": publication.checksum, **written,
             "recommendations": str(root.published("recommendations", config.as_of_date)),
-            "metrics": str(root.metrics_path(config.as_of_date)), "versions": versions}
+            "metrics": str(root.metrics_path(config.as_of_date))}
+
+
+def write_to_sinks(root: DataRoot, publication: Publication, targets: list[Sink]) -> dict[str, list[str]]:
+    """Prepare ``publication`` in every sink, then commit them in order, under the date's lock (see
+    ``publish``). Returns the sinks committed and those that disagreed with the file sink before."""
+    day = publication.ds
+    with root.publish_lock(day):
+        before = {sink.name: sink.current(day) for sink in targets}
+        truth = before.get(FileSink.name)
+        repaired = sorted(name for name, version in before.items()
+                          if name != FileSink.name and truth is not None and version != truth)
+        prepared: list[tuple[Sink, PreparedLoad]] = []
+        try:
+            for sink in targets:
+                prepared.append((sink, sink.prepare(publication)))
+        except BaseException:
+            for _, load in prepared:
+                load.abort()
+            raise
+        committed: list[str] = []
+        for sink, load in prepared:
+            try:
+                load.commit()
+            except Exception as err:
+                for _, later in prepared[len(committed) + 1:]:
+                    later.abort()
+                raise SinkError(f"{day}: version {publication.version_id} is current in {committed or 'no sink'} "
+                                f"but the {sink.name} sink failed to commit ({err}); rerun the publish to bring "
+                                "every sink to one version") from err
+            committed.append(sink.name)
+    return {"sinks": committed, "repaired": repaired}
+
+
+def build_sinks(names: tuple[str, ...], root: DataRoot, database: Database | None = None) -> list[Sink]:
+    """The sinks named in ``names``, the file sink first (the source of truth commits first)."""
+    built: list[Sink] = []
+    for name in sorted(names, key=lambda n: n != FileSink.name):
+        if name == FileSink.name:
+            built.append(FileSink(root))
+        elif name == DatabaseSink.name:
+            built.append(DatabaseSink(database or Database.sqlite(root.serving_db())))
+        else:
+            raise ValueError(f"unknown sink {name!r}; registered: {sorted(SINKS)}")
+    return built

@@ -10,7 +10,9 @@ This is the only module that knows the layout of the data root::
     models/<model>/ds=D/origin=<name>/...                 fitted artefacts (npz / json / keras)
     fused/ds=D/...                                        candidate pools, fusion parameters, metrics
     published/recommendations/ds=D -> .versions/...       the current version (atomic symlink)
-    published/metrics/ds=D -> .versions/...
+    published/metrics/ds=D -> .versions/...                  (both links name one version id)
+    serving/fusionrec.sqlite                              the embedded database sink
+    exports/ds=D/recommendations.csv                      what the example consumer DAG exports
 
 Writes go to a temporary name first and are renamed into place, so a reader never sees half a
 file. Publishing switches a symlink, so a reader sees the old version or the new one, never a mix.
@@ -25,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -229,6 +232,43 @@ class DataRoot:
     def read_published_metrics(self, day: dt.date) -> dict[str, Any]:
         return read_published(self, "metrics", day, lambda f: read_json(f / "metrics.json"))
 
+    def read_published_version(self, day: dt.date, attempts: int = 50) -> tuple[str, pd.DataFrame, dict[str, Any]]:
+        """(version id, recommendations, metrics) of the current version of ``day``, both of one version.
+
+        Both links are resolved and their versions compared; a read caught between a publisher's two
+        swaps (or its deletion of the old version) starts again. Raises ``FileNotFoundError`` when the
+        date is not published.
+        """
+        for attempt in range(attempts):
+            try:
+                folders = {kind: self.published(kind, day).resolve(strict=True) for kind in PUBLISHED_KINDS}
+                if folders["recommendations"].name == folders["metrics"].name:
+                    table = read_parquet(folders["recommendations"] / "recommendations.parquet")
+                    metrics = read_json(folders["metrics"] / "metrics.json")
+                    if all(self.published(k, day).resolve() == f for k, f in folders.items()):
+                        return version_id_of(folders["metrics"]), table, metrics
+            except FileNotFoundError:
+                if attempt == attempts - 1 or not self.published("metrics", day).is_symlink():
+                    raise
+            time.sleep(0.01)
+        raise RuntimeError(f"the published version of {ds(day)} kept changing while it was read")
+
+    def current_version_id(self, day: dt.date) -> str | None:
+        """The version id the ``recommendations`` link of ``day`` points to, or None."""
+        link = self.published("recommendations", day)
+        try:
+            return version_id_of(link.resolve(strict=True))
+        except (FileNotFoundError, RuntimeError):
+            return None
+
+    def serving_db(self) -> Path:
+        """The embedded database sink (SQLite) of this data root."""
+        return self.root / "serving" / "fusionrec.sqlite"
+
+    def export_path(self, day: dt.date) -> Path:
+        """Where ``fusionrec_export`` writes a published date as CSV."""
+        return self.root / "exports" / f"ds={ds(day)}" / "recommendations.csv"
+
     def latest_published_before(self, day: dt.date) -> dt.date | None:
         earlier = [d for d in self.published_dates("metrics") if d < day]
         return earlier[-1] if earlier else None
@@ -269,48 +309,80 @@ MANIFEST = "_MANIFEST.json"
 def publish_version(root: DataRoot, day: dt.date, writers: dict[str, Any], *,
                     manifest_extra: dict[str, Any] | None = None,
                     attempt: str | None = None) -> dict[str, str]:
-    """Publish one new version of every kind in ``writers`` for ``day``, atomically per kind.
-
-    ``writers[kind]`` is a callable ``(folder: Path) -> None`` that writes the files of that kind
-    into an empty staging folder; ``manifest_extra`` goes into every manifest. For each kind the
-    steps are: write into ``.versions/ds=D/<attempt>/``, write the manifest (file sizes and
-    sha256), swap the ``ds=D`` symlink to it with one ``rename``, then delete every other version
-    of that date. Everything runs under the date's lock, so two publishers of one date take turns
-    and the last one wins with one complete version. A publisher killed at any step leaves the
-    previous version current; its staging folder is removed by the next publish. Readers use
-    ``read_published`` for a consistent snapshot of a version.
+    """Publish one new version of every kind in ``writers`` for ``day``: ``stage_version`` then
+    ``switch_version``, under the date's lock, so two publishers of one date take turns and the last one
+    wins with one complete version. A publisher killed at any step leaves the previous version current;
+    its staging folders are removed by the next publish. Readers use ``read_published`` for a consistent
+    snapshot of one kind, ``DataRoot.read_published_version`` for the table and metrics of one version.
 
     Returns the version folder of each kind.
     """
-    attempt = attempt or uuid.uuid4().hex[:12]
-    published: dict[str, str] = {}
     with root.publish_lock(day):
-        for kind, write in writers.items():
-            versions = root.published_versions(kind, day)
-            staging = versions / f"v-{attempt}"
-            if staging.exists():
-                shutil.rmtree(staging)
-            staging.mkdir(parents=True)
-            write(staging)
-            entries = {
-                path.name: {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
-                for path in sorted(staging.iterdir())
-            }
-            write_json(staging / MANIFEST, {"ds": ds(day), "attempt": attempt, "files": entries,
-                                            **(manifest_extra or {})})
-            _fsync_dir(staging)
-            _swap_symlink(root.published(kind, day), staging)
-            for other in list(versions.iterdir()):  # listed first: the loop renames inside the folder
-                if other != staging:
-                    # rename first: a reader of the old folder then finds it gone at once, never half-deleted
-                    trash = versions / f".trash-{uuid.uuid4().hex}"
-                    os.rename(other, trash)
-                    shutil.rmtree(trash, ignore_errors=True)
-            # temporary links of a swap that was killed before its rename
-            for stale in root.published(kind, day).parent.glob(f".{root.published(kind, day).name}.*.lnk"):
-                stale.unlink(missing_ok=True)
-            published[kind] = str(staging)
-    return published
+        staged = stage_version(root, day, writers, manifest_extra=manifest_extra, attempt=attempt)
+        switch_version(root, day, staged)
+    return {kind: str(folder) for kind, folder in staged.items()}
+
+
+def stage_version(root: DataRoot, day: dt.date, writers: dict[str, Any], *,
+                  manifest_extra: dict[str, Any] | None = None, attempt: str | None = None) -> dict[str, Path]:
+    """Write a new version of every kind without making it visible; the caller holds the date's lock.
+
+    ``writers[kind]`` is a callable ``(folder: Path) -> None`` that writes the files of that kind into an
+    empty folder ``.versions/ds=D/v-<attempt>/``; then the manifest (``manifest_extra``, file sizes and
+    sha256) is written and the folder synced. Every kind of one call shares the attempt id: it is the
+    version id. Returns the staged folder of each kind.
+    """
+    attempt = attempt or new_version_id()
+    staged: dict[str, Path] = {}
+    for kind, write in writers.items():
+        staging = root.published_versions(kind, day) / f"v-{attempt}"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        write(staging)
+        entries = {
+            path.name: {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+            for path in sorted(staging.iterdir())
+        }
+        write_json(staging / MANIFEST, {"ds": ds(day), "attempt": attempt, "files": entries,
+                                        **(manifest_extra or {})})
+        _fsync_dir(staging)
+        staged[kind] = staging
+    return staged
+
+
+def switch_version(root: DataRoot, day: dt.date, staged: dict[str, Path]) -> None:
+    """Make staged versions current: swap every kind's ``ds=D`` link (one ``rename`` each, back to back, so
+    a reader of both kinds sees them disagree only between two renames and ``read_published_version``
+    retries then), then delete every other version of the date. The caller holds the date's lock."""
+    for kind, staging in staged.items():
+        _swap_symlink(root.published(kind, day), staging)
+    for kind, staging in staged.items():
+        versions = root.published_versions(kind, day)
+        for other in list(versions.iterdir()):  # listed first: the loop renames inside the folder
+            if other != staging:
+                # rename first: a reader of the old folder then finds it gone at once, never half-deleted
+                trash = versions / f".trash-{uuid.uuid4().hex}"
+                os.rename(other, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+        # temporary links of a swap that was killed before its rename
+        for stale in root.published(kind, day).parent.glob(f".{root.published(kind, day).name}.*.lnk"):
+            stale.unlink(missing_ok=True)
+
+
+def discard_version(staged: dict[str, Path]) -> None:
+    """Remove staged folders that will not be switched in."""
+    for staging in staged.values():
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def new_version_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def version_id_of(folder: Path) -> str:
+    """The version id of a version folder (``v-<id>``)."""
+    return Path(folder).name.removeprefix("v-")
 
 
 def read_published(root: DataRoot, kind: str, day: dt.date, read: Callable[[Path], T], attempts: int = 5) -> T:

@@ -9,10 +9,20 @@ The API server mounts a small FastAPI app under ``/fusionrec``, and the UI lists
 - ``GET /fusionrec/metrics/{ds}``    ``{"ds": ..., "metrics": {name: {metric: number}}}``; 404 if not published
 - ``GET /fusionrec/static/...``      the page's script, style sheet and uPlot (code only, no data)
 
+and the per-user API, read from the database sink (the Airflow connection ``$FUSION_DATABASE_CONN_ID``,
+``fusionrec_db`` by default, else the data root's embedded SQLite; see ``fusion_tasks.sinks.connections``):
+
+- ``GET /fusionrec/api/v1/recommendations/{user_id}?date=&k=``  ranked items, scores, contributions and why
+- ``GET /fusionrec/api/v1/users/{user_id}/dates``               the published dates that have the user
+- ``GET /fusionrec/api/v1/dates``                               the published dates of the database
+- ``GET /fusionrec/api/v1/metrics/{ds}``                        that date's metrics, as ``/metrics/{ds}``
+- ``GET /fusionrec/api/v1/openapi.json``                        the API's OpenAPI schema
+
 Security: Airflow does not authenticate plugin apps, so every route but ``static`` requires a logged-in
 Airflow user allowed to see plugins (``requires_access_view(AccessView.PLUGINS)``: the UI's session cookie
-or an API bearer token). A browser without a session is sent to Airflow's login page. Even so, only
-aggregate numbers leave: metrics, shares and counts, never recommendations or user or item ids.
+or an API bearer token from ``POST /auth/token``); without one the answer is 401. A browser without a
+session is sent to Airflow's login page. The dashboard's routes serve aggregate numbers only; the v1 API
+serves one user's recommendations per request. Errors are short JSON bodies: no stack trace, no path.
 
 A root middleware checks every trigger of the DAG (UI form or REST API): a conf key that is not a param
 is refused with 400, and a run for a date gets a run id and a note naming it (``label_trigger``).
@@ -123,7 +133,125 @@ def create_app(require_access: Any = None) -> Any:
             raise HTTPException(status_code=404, detail=f"no metrics published for {ds.isoformat()}")
         return {"ds": ds.isoformat(), "metrics": aggregate_metrics(payload)}
 
+    app.include_router(_api_router(guard))
     return app
+
+
+_DATABASES: dict[tuple[str, str], Any] = {}
+
+
+def _database() -> Any:
+    """The database sink's ``Database``, built once per (connection id, data root) and kept: its per-thread
+    connections are reused across requests."""
+    import os
+
+    from fusion_tasks.sinks.connections import database_for
+
+    conn_id = os.environ.get("FUSION_DATABASE_CONN_ID") or "fusionrec_db"
+    root = _data_root()
+    key = (conn_id, str(root.root))
+    if key not in _DATABASES:
+        _DATABASES[key] = database_for(conn_id, root)
+    return _DATABASES[key]
+
+
+def _api_router(guard: list[Any]) -> Any:
+    """``/api/v1``: the per-user recommendations and the metrics, from the database sink."""
+    import logging
+    from typing import Annotated
+
+    from fastapi import APIRouter, HTTPException, Query
+    from fastapi import Path as PathParam
+    from fastapi.openapi.utils import get_openapi
+    from pydantic import BaseModel
+
+    from fusion_tasks.serving import MAX_K, NotPublishedError, user_recommendations
+    from fusion_tasks.sinks import SinkError
+
+    log = logging.getLogger("fusionrec.api")
+    router = APIRouter(prefix="/api/v1", dependencies=guard)
+    UserIdParam = Annotated[str, PathParam(  # noqa: N806 - a type alias
+        min_length=1, max_length=256, description="A user id of the published table")]
+
+    class Explanation(BaseModel):
+        shares: dict[str, float]
+        main: str | None
+        text: str
+
+    class Item(BaseModel):
+        rank: int
+        item_id: str
+        score: float
+        contributions: dict[str, float]
+        explanation: Explanation
+
+    class Recommendations(BaseModel):
+        user_id: str
+        ds: dt.date
+        version: str
+        method: str
+        k: int
+        items: list[Item]
+
+    class Dates(BaseModel):
+        dates: list[dt.date]
+
+    class Metrics(BaseModel):
+        ds: dt.date
+        version: str
+        metrics: dict[str, dict[str, float | int | None]]
+
+    def unavailable(err: Exception) -> HTTPException:
+        log.error("database sink unavailable: %s", err)  # the location stays in the server's log
+        return HTTPException(status_code=503, detail="the recommendations database is unavailable; retry later")
+
+    @router.get("/recommendations/{user_id}", response_model=Recommendations,
+                summary="A user's ranked recommendations, with per-modality contributions and an explanation")
+    def recommendations(user_id: UserIdParam, date: Annotated[dt.date | None, Query(
+                            description="A published date (YYYY-MM-DD); default: the newest")] = None,
+                        k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items")] = 10) -> Any:
+        try:
+            return user_recommendations(_database(), user_id, date, k)
+        except NotPublishedError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
+        except SinkError as err:
+            raise unavailable(err) from None
+
+    @router.get("/users/{user_id}/dates", response_model=Dates, summary="The published dates that have the user")
+    def user_dates(user_id: UserIdParam) -> Any:
+        try:
+            dates = _database().user_dates(user_id)
+        except SinkError as err:
+            raise unavailable(err) from None
+        if not dates:
+            raise HTTPException(status_code=404, detail=f"no recommendations were published for user {user_id!r}")
+        return {"dates": dates}
+
+    @router.get("/dates", response_model=Dates, summary="The published dates, oldest first")
+    def published_dates() -> Any:
+        try:
+            return {"dates": _database().published_dates()}
+        except SinkError as err:
+            raise unavailable(err) from None
+
+    @router.get("/metrics/{ds}", response_model=Metrics, summary="A published date's metrics per model and fusion")
+    def metrics(ds: dt.date) -> Any:
+        try:
+            run = _database().published_run(ds) if _database().has_schema() else None
+        except SinkError as err:
+            raise unavailable(err) from None
+        if run is None:
+            raise HTTPException(status_code=404, detail=f"no metrics published for {ds.isoformat()}")
+        return {"ds": ds, "version": run["version_id"], "metrics": aggregate_metrics(run["metrics"])}
+
+    @router.get("/openapi.json", include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return get_openapi(title="fusionrec recommendations API", version="1",
+                           description="Published recommendations per user, read from the database sink. Every "
+                                       "route needs an Airflow login (a bearer token from POST /auth/token).",
+                           routes=router.routes, servers=[{"url": URL_PREFIX}])
+
+    return router
 
 
 class _LazyASGIApp:

@@ -17,9 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fusion_tasks import models
-
-GROUPS = ("behavior", "content", "social", "cross")
-CONTRIBUTION_GROUPS = (*GROUPS, "context")
+from fusion_tasks.contract import CONTRIBUTION_GROUPS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,9 +19,9 @@ import pandas as pd
 
 import fusion_tasks.fusion as _package
 from fusion_tasks.config import RunConfig
+from fusion_tasks.contract import GROUPS
 from fusion_tasks.fusion.base import (
     CONTRIBUTION_GROUPS,
-    GROUPS,
     FitInput,
     FoldPool,
     FusionMethod,
