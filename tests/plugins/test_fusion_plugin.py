@@ -214,6 +214,90 @@ def test_dates_and_metrics_of_a_date(pipeline_root, client):
     assert client.get("/metrics/yesterday").status_code == 422
 
 
+# the per-user API (v1), read from the database sink the pipeline wrote ---------------------------------------
+
+
+def _a_user(pipeline_root, day):
+    table = pipeline_root.read_recommendations(day)
+    user = sorted(table["user_id"].unique())[3]
+    return user, table[table["user_id"] == user].sort_values("rank")
+
+
+def test_a_users_recommendations_are_the_published_rows_with_their_explanations(pipeline_root, client):
+    user, rows = _a_user(pipeline_root, DAYS[1])
+    body = client.get(f"/api/v1/recommendations/{user}").json()  # default: the newest published date
+    assert body["ds"] == DAYS[1].isoformat() and body["user_id"] == user and body["k"] == 10
+    assert body["version"] == pipeline_root.current_version_id(DAYS[1])
+    assert body["method"] == pipeline_root.read_published_metrics(DAYS[1])["chosen_method"]
+    assert [i["item_id"] for i in body["items"]] == rows["item_id"].tolist()
+    assert [i["rank"] for i in body["items"]] == rows["rank"].tolist()
+    for item, (_, row) in zip(body["items"], rows.iterrows(), strict=True):
+        assert item["score"] == pytest.approx(row["score"])
+        assert sum(item["contributions"].values()) == pytest.approx(row["score"], abs=1e-6)
+        for column in CONTRIBUTIONS:
+            assert item["contributions"][column.removeprefix("contribution_")] == pytest.approx(row[column])
+        main = max(item["explanation"]["shares"], key=item["explanation"]["shares"].get)
+        assert item["explanation"]["main"] == main
+        assert item["explanation"]["text"].startswith(("mostly because of ", "because of "))
+    older = client.get(f"/api/v1/recommendations/{user}", params={"date": DAYS[0].isoformat(), "k": 3}).json()
+    _, rows_then = _a_user(pipeline_root, DAYS[0])
+    assert older["ds"] == DAYS[0].isoformat() and [i["item_id"] for i in older["items"]] == \
+        rows_then["item_id"].tolist()[:3]
+    assert client.get(f"/api/v1/users/{user}/dates").json() == {"dates": [d.isoformat() for d in DAYS]}
+    assert client.get("/api/v1/dates").json() == {"dates": [d.isoformat() for d in DAYS]}
+    metrics = client.get(f"/api/v1/metrics/{DAYS[0]}").json()
+    assert metrics["metrics"] == client.get(f"/metrics/{DAYS[0]}").json()["metrics"]
+
+
+@pytest.mark.parametrize(("path", "status", "says"), [
+    ("/api/v1/recommendations/nobody", 404, "no recommendations were published for user 'nobody'"),
+    ("/api/v1/recommendations/u0003?date=2024-13-01", 422, "date"),
+    ("/api/v1/recommendations/u0003?date=yesterday", 422, "date"),
+    ("/api/v1/recommendations/u0003?date=2023-01-01", 404, "no recommendations for user 'u0003' on 2023-01-01"),
+    ("/api/v1/recommendations/u0003?k=0", 422, "k"),
+    ("/api/v1/recommendations/u0003?k=100000", 422, "k"),
+    ("/api/v1/recommendations/" + "u" * 300, 422, "user_id"),
+    ("/api/v1/recommendations/x'%20OR%20'1'='1", 404, "no recommendations were published for user"),
+    ("/api/v1/recommendations/u0003%3B%20DROP%20TABLE%20recommendations", 404, "no recommendations"),
+    ("/api/v1/recommendations/..%2F..%2F..%2Fetc%2Fpasswd", 404, ""),
+    ("/api/v1/recommendations/%2e%2e/%2e%2e/serving/fusionrec.sqlite", 404, ""),
+    ("/api/v1/users/nobody/dates", 404, "nobody"),
+    ("/api/v1/metrics/2024-02-30", 422, ""),
+])
+def test_bad_requests_get_a_clear_4xx_without_internals(pipeline_root, client, path, status, says):
+    response = client.get(path)
+    assert response.status_code == status, response.text
+    assert says in response.text
+    assert "Traceback" not in response.text and str(pipeline_root.root) not in response.text
+    assert "sqlite" not in response.text.lower() or "serving/fusionrec.sqlite" in path
+    assert client.get("/api/v1/dates").json()["dates"] == [d.isoformat() for d in DAYS]  # the table is still there
+
+
+def test_an_unavailable_database_is_a_503_without_its_location(plugin, client, monkeypatch, pipeline_root):
+    from fusion_tasks.sinks import Database
+
+    def refuse():
+        raise OSError(f"could not open {pipeline_root.root}/serving/fusionrec.sqlite")
+
+    monkeypatch.setattr(plugin, "_database", lambda: Database(refuse, "sqlite", str(pipeline_root.root)))
+    response = client.get("/api/v1/recommendations/u0003")
+    assert response.status_code == 503 and "unavailable" in response.json()["detail"]
+    assert str(pipeline_root.root) not in response.text
+
+
+def test_the_api_has_an_openapi_schema_behind_the_login(client, plugin):
+    schema = client.get("/api/v1/openapi.json").json()
+    assert {"/api/v1/recommendations/{user_id}", "/api/v1/users/{user_id}/dates", "/api/v1/dates",
+            "/api/v1/metrics/{ds}"} <= set(schema["paths"])
+    parameters = {p["name"] for p in schema["paths"]["/api/v1/recommendations/{user_id}"]["get"]["parameters"]}
+    assert parameters == {"user_id", "date", "k"}
+    parent = FastAPI()
+    parent.mount(plugin.URL_PREFIX, plugin.create_app())
+    with TestClient(parent) as anonymous:
+        for path in ("/api/v1/openapi.json", "/api/v1/recommendations/u0003", "/api/v1/dates"):
+            assert anonymous.get(plugin.URL_PREFIX + path).status_code == 401, path
+
+
 def test_the_page_and_its_assets_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
