@@ -23,7 +23,12 @@ EXAMPLES = {
            "validation_days, n_folds, candidates_per_model, seed, ndcg_floor, regression_tolerance,\n"
            "max_quarantine_share, history_days, landing_wait_hours) with a JSON value; the defaults are the DAG's.",
     "show": "example:\n  python -m fusion_tasks show --date 2024-04-29",
+    "db": "examples:\n  python -m fusion_tasks db migrate\n  python -m fusion_tasks db latest --limit 5\n"
+          "  python -m fusion_tasks db status --url postgresql://fusionrec:fusionrec@localhost:5432/fusionrec\n\n"
+          "Without --url: the embedded SQLite of the data root (serving/fusionrec.sqlite).",
 }
+LATEST_QUERY = ("SELECT ds, user_id, rank, item_id, score FROM recommendations_latest "
+                "WHERE user_id = (SELECT MIN(user_id) FROM recommendations_latest) ORDER BY rank LIMIT ?")
 
 
 def _date(text: str) -> dt.date:
@@ -67,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
                           epilog=EXAMPLES["show"], description="Print the published metrics table of a date "
                                                                "and the path of its recommendations.")
     show.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD", help="a published date")
+    db = sub.add_parser("db", help="the database sink: migrate its schema, show its state, query the latest",
+                        formatter_class=raw, epilog=EXAMPLES["db"],
+                        description="The database sink's schema and contents.")
+    db.add_argument("action", choices=("migrate", "status", "latest"),
+                    help="migrate: apply the schema's migrations; status: schema version and published dates; "
+                         "latest: a sample query of the view recommendations_latest")
+    db.add_argument("--url", default=None, help="postgresql://user:password@host:port/db (default: the embedded "
+                                                "SQLite of the data root)")
+    db.add_argument("--limit", type=int, default=5, help="rows the latest query prints (default 5)")
     return parser
 
 
@@ -102,6 +116,45 @@ def main(argv: list[str] | None = None) -> int:
               f"{report['n_users_evaluated']} users evaluated, K={report['k']}, * = published method")
         print(summary_table(report))
         print(f"published table: {root.published('recommendations', args.date)}")
+    elif args.command == "db":
+        return _database_command(args, root)
+    return 0
+
+
+def _database_command(args: argparse.Namespace, root: DataRoot) -> int:
+    from fusion_tasks.sinks import Database, SinkError
+    from fusion_tasks.sinks.database import SCHEMA_VERSION
+
+    db = Database.postgres(args.url) if args.url else Database.sqlite(root.serving_db())
+    try:
+        if args.action == "migrate":
+            applied = db.migrate()
+            print(f"{db.location}: schema version {db.schema_version()}"
+                  + (f" (applied {', '.join(map(str, applied))})" if applied else " (up to date)"))
+        elif args.action == "status":
+            version = db.schema_version()
+            print(f"{db.location}: schema version {version} (this fusionrec needs {SCHEMA_VERSION})")
+            for day in db.published_dates() if version else []:
+                run = db.published_run(day)
+                print(f"  {day}  version {run['version_id']}  {run['row_count']} rows  {run['method']}  "
+                      f"published {run['published_at']}")
+        else:
+            if not db.published_dates():
+                print(f"nothing published in {db.location}", file=sys.stderr)
+                return 1
+            print(f"{db.location}\n{LATEST_QUERY.replace('?', str(args.limit))};")
+            with db.reading() as conn:
+                cursor = db.execute(conn, LATEST_QUERY, (args.limit,))
+                header = [column[0] for column in cursor.description]
+                rows = cursor.fetchall()
+            print("  ".join(f"{h:>12}" for h in header))
+            for row in rows:
+                print("  ".join(f"{v:>12.4f}" if isinstance(v, float) else f"{v!s:>12}" for v in row))
+    except SinkError as err:
+        print(str(err), file=sys.stderr)
+        return 1
+    finally:
+        db.close()
     return 0
 
 

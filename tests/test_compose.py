@@ -88,8 +88,8 @@ def test_the_schema_check_rejects_a_broken_compose_file(tmp_path):
 
 # services -----------------------------------------------------------------------------------------
 def test_required_services_exist(services):
-    assert set(services) == {"postgres", *AIRFLOW_SERVICES}
-    assert services["postgres"]["image"] == "postgres:15"
+    assert set(services) == {"postgres", "fusionrec-db", *AIRFLOW_SERVICES}
+    assert services["postgres"]["image"] == services["fusionrec-db"]["image"] == "postgres:15"
     assert services["airflow-apiserver"]["command"] == "api-server"
     assert services["airflow-scheduler"]["command"] == "scheduler"
     assert services["airflow-dag-processor"]["command"] == "dag-processor"
@@ -153,7 +153,25 @@ def test_init_migrates_and_creates_the_training_pool(services):
     assert "airflow db migrate" in script
     assert re.search(r'airflow pools set fusion_training 2 "training tasks"', script)
     assert script.index("db migrate") < script.index("pools set")
-    assert init["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert 'python -m fusion_tasks db migrate --url "$${AIRFLOW_CONN_FUSIONREC_DB}"' in COMPOSE.read_text()
+    assert init["depends_on"] == {"postgres": {"condition": "service_healthy"},
+                                  "fusionrec-db": {"condition": "service_healthy"}}
+
+
+def test_the_database_sink_is_its_own_postgres_through_an_airflow_connection(compose, services):
+    """The recommendations go to the fusionrec-db service's database, never to Airflow's metadata database."""
+    env = compose["x-airflow-common"]["environment"]
+    url = _interpolate(env["AIRFLOW_CONN_FUSIONREC_DB"])
+    match = re.match(r"postgresql://([^:]+):([^@]*)@([^:/]+):(\d+)/(\w+)$", url)
+    assert match, url
+    user, password, host, port, db = match.groups()
+    sink_env = {k: _interpolate(str(v)) for k, v in services["fusionrec-db"]["environment"].items()}
+    assert (user, password, db) == (sink_env["POSTGRES_USER"], sink_env["POSTGRES_PASSWORD"], sink_env["POSTGRES_DB"])
+    assert host == "fusionrec-db" and port == "5432"
+    assert url != _interpolate(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).replace("+psycopg2", "")
+    assert env["FUSION_DATABASE_CONN_ID"] == "fusionrec_db"  # the RunConfig's and the DAG param's default
+    for name in AIRFLOW_SERVICES[1:]:
+        assert services[name]["depends_on"]["fusionrec-db"] == {"condition": "service_healthy"}, name
 
 
 def test_dependencies_wait_for_health_and_init(services):

@@ -64,7 +64,8 @@ def _tail(path: Path, lines: int = 40) -> str:
 class AirflowInstance:
     """One running Airflow; ``cli`` runs the airflow CLI against it, ``api`` calls its REST API."""
 
-    def __init__(self, base: Path, name: str, database_url: str | None = None) -> None:
+    def __init__(self, base: Path, name: str, database_url: str | None = None, *,
+                 unpause: tuple[str, ...] = (DAG_ID,), schedule_jobs: bool = False) -> None:
         self.name = name
         self.home = base / f"{name}-airflow"
         self.data_root = base / f"{name}-data"
@@ -73,6 +74,7 @@ class AirflowInstance:
         self.processes: list[subprocess.Popen] = []
         self.pgid: int | None = None
         self._token: str | None = None
+        self.unpause = unpause
         self._client = httpx.Client(base_url=self.url, timeout=30)
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FUSION_"))}
         self.env = {
@@ -93,7 +95,7 @@ class AirflowInstance:
             # the scheduler's task-log server: its default port 8793 is taken by any other Airflow on the machine
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(schedule_jobs),
             "FUSION_DATA_ROOT": str(self.data_root),
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
@@ -116,7 +118,8 @@ class AirflowInstance:
         self.cli("db", "migrate", timeout=180)
         self.cli("pools", "set", TRAINING_POOL, "2", "model training")
         self.cli("dags", "reserialize", timeout=180)
-        self.cli("dags", "unpause", DAG_ID)
+        for dag_id in self.unpause:
+            self.cli("dags", "unpause", dag_id)
 
     def start(self, ready_timeout: float = 180) -> None:
         for component in ("scheduler", "dag-processor", "api-server"):
@@ -198,8 +201,8 @@ class AirflowInstance:
         headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
         return self._client.request(method, path, headers=headers, **kwargs)
 
-    def dag_runs(self) -> list[dict[str, Any]]:
-        response = self.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 100})
+    def dag_runs(self, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
+        response = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100})
         assert response.status_code == 200, response.text
         return response.json()["dag_runs"]
 
@@ -219,7 +222,8 @@ class AirflowInstance:
         return text + "".join(path.read_text(errors="replace") for path in files if path.is_file())
 
     def wait_for_runs(self, run_ids: set[str] | None = None, *, run_type: str | None = None, count: int = 0,
-                      timeout: float = 600, poll: float = 3) -> tuple[list[dict[str, Any]], int]:
+                      timeout: float = 600, poll: float = 3,
+                      dag_id: str = DAG_ID) -> tuple[list[dict[str, Any]], int]:
         """Poll until the selected runs (given ids, or ``count`` runs of ``run_type``) are all finished.
 
         Returns the runs and the largest number of them seen in state ``running`` at one poll.
@@ -228,7 +232,7 @@ class AirflowInstance:
         most_running = 0
         selected: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            runs = self.dag_runs()
+            runs = self.dag_runs(dag_id)
             if run_ids is not None:
                 selected = [r for r in runs if r["dag_run_id"] in run_ids]
             else:
@@ -282,13 +286,13 @@ def _stop_leftovers() -> None:  # pragma: no cover - only when a fixture's teard
 
 @contextlib.contextmanager
 def running_airflow(base: Path, name: str, before_start: Callable[[AirflowInstance], None] | None = None,
-                    database_url: str | None = None) -> Iterator[AirflowInstance]:
+                    database_url: str | None = None, **options: Any) -> Iterator[AirflowInstance]:
     """Prepare, start and (always) stop one Airflow instance.
 
     ``before_start`` runs once the database, pool and DAG are ready but before any service starts: the place
     for CLI commands that write to the metadata database (see ``AirflowInstance.prepare``).
     """
-    instance = AirflowInstance(base, name, database_url)
+    instance = AirflowInstance(base, name, database_url, **options)
     try:
         instance.prepare()
         if before_start is not None:
