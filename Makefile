@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 DEMO_DATE ?= 2024-04-29
 
-.PHONY: help venv demo test test-fast lint airflow backfill ciao-import bench-quality bench-speed clean
+.PHONY: help venv demo test test-fast lint airflow backfill ciao-import bench-quality bench-speed bench-serving db-migrate clean
 
 help:
 	@echo "make demo            set up, write synthetic data, run the DAG for $(DEMO_DATE), print the metrics"
@@ -22,6 +22,8 @@ help:
 	@echo "make ciao-import     import the Ciao data set into the landing zone"
 	@echo "make bench-quality   the quality benchmark on Ciao (writes BENCHMARKS.md)"
 	@echo "make bench-speed     extraction speed and memory during a backfill (writes bench/out/speed.md)"
+	@echo "make db-migrate      migrate the database sink's schema (DB_URL=postgresql://... or the embedded SQLite)"
+	@echo "make bench-serving   latency of the per-user API at 50 clients, SQLite and PostgreSQL (writes bench/out/serving.md)"
 
 $(BIN)/activate: requirements.txt requirements-dev.txt bench/requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +46,7 @@ demo: venv airflow-db
 	time $(BIN)/airflow dags test multimodal_fusion $(DEMO_DATE) > $(AIRFLOW_HOME)/demo-run.log 2>&1 \
 		|| { tail -n 60 $(AIRFLOW_HOME)/demo-run.log; exit 1; }
 	$(BIN)/python -m fusion_tasks show --date $(DEMO_DATE)
+	$(BIN)/python -m fusion_tasks db latest
 
 test: venv
 	$(BIN)/ruff check .
@@ -75,3 +78,9 @@ bench-quality: venv airflow-db
 
 bench-speed: venv
 	$(BIN)/python -m bench.speed
+
+db-migrate: venv
+	$(BIN)/python -m fusion_tasks db migrate $(if $(DB_URL),--url $(DB_URL))
+
+bench-serving: venv
+	$(BIN)/python -m bench.serving

@@ -338,3 +338,29 @@ def test_a_reader_never_pairs_the_table_of_one_version_with_the_metrics_of_anoth
         thread.join(timeout=120)
     assert not failures, failures
     assert reads >= 50 and len(versions) > 2  # the reads did overlap republishing
+
+
+# the command line -------------------------------------------------------------------------------------------
+
+
+def test_the_command_line_migrates_reports_and_queries_the_embedded_database(root, capsys):
+    from fusion_tasks.__main__ import main
+
+    db = Database.sqlite(root.serving_db())
+    db.migrate(target=1)
+    assert main(["--data-root", str(root.root), "db", "status"]) == 0
+    assert "schema version 1 (this fusionrec needs 2)" in capsys.readouterr().out
+    assert main(["--data-root", str(root.root), "db", "migrate"]) == 0
+    assert "schema version 2 (applied 2)" in capsys.readouterr().out
+    assert main(["--data-root", str(root.root), "db", "latest"]) == 1
+    assert "nothing published" in capsys.readouterr().err
+    version = publish(root, config(root), db)["version"]
+    assert main(["--data-root", str(root.root), "db", "status"]) == 0
+    assert f"{DAY}  version {version}" in capsys.readouterr().out
+    assert main(["--data-root", str(root.root), "db", "latest", "--limit", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    table = root.read_recommendations(DAY)
+    first = sorted(table["user_id"].unique())[0]
+    expected = table[table["user_id"] == first].sort_values("rank")["item_id"].tolist()[:3]
+    assert "FROM recommendations_latest" in out[1]
+    assert [line.split()[3] for line in out[3:]] == expected
