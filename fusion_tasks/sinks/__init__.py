@@ -11,7 +11,8 @@ from fusion_tasks.sinks.base import CurrentVersion, PreparedLoad, Publication, S
 from fusion_tasks.sinks.database import Database, DatabaseSink, SchemaVersionError
 from fusion_tasks.sinks.files import FileSink
 
-REGISTRY: dict[str, type[Sink]] = dict(Sink.registry)
+# the file sink first: it is the source of truth, and commits first
+REGISTRY: dict[str, type[Sink]] = dict(sorted(Sink.registry.items(), key=lambda item: item[0] != FileSink.name))
 
 __all__ = ["REGISTRY", "CurrentVersion", "Database", "DatabaseSink", "FileSink", "PreparedLoad", "Publication",
            "SchemaVersionError", "Sink", "SinkError", "database", "files", "table_checksum"]

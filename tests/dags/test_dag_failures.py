@@ -24,13 +24,17 @@ SPEC = SyntheticSpec(n_days=60, n_users=80, n_items=120)
 CHEAP = {"holdout_days": 7, "validation_days": 7, "n_folds": 2, "candidates_per_model": 20}
 GOOD_DAY, FLOOR_DAY, BAD_DAY = dt.date(2024, 2, 22), dt.date(2024, 2, 26), dt.date(2024, 2, 29)
 UNDELIVERED_DAY = dt.date(2024, 3, 10)  # after the synthetic world's last day: no landing partition
+SINK_DOWN_DAY = dt.date(2024, 2, 25)
+# a postgres connection nothing listens on (port 1): the database sink is unreachable
+DEAD_DB = "postgresql://fusionrec:pw-d3adbeef@127.0.0.1:1/fusionrec?connect_timeout=3"
 
 
 class Airflow:
     def __init__(self, home: Path, root: DataRoot) -> None:
         self.home = home
         self.env = {**os.environ, "AIRFLOW_HOME": str(home), "FUSION_DATA_ROOT": str(root.root),
-                    "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+                    "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                    "AIRFLOW_CONN_DEAD_DB": DEAD_DB}
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         out = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=900)
@@ -119,6 +123,25 @@ def test_below_the_floor_the_gate_fails_and_nothing_is_published(world):
     assert root.published_dates("recommendations") == [GOOD_DAY]
     gate = json.loads((root.fused(FLOOR_DAY) / "gate.json").read_text())
     assert gate["kind"] == "floor" and "below the floor" in gate["reason"]
+
+
+def test_an_unreachable_database_sink_fails_publishing_with_retries_and_every_sink_keeps_its_version(world):
+    from fusion_tasks.sinks import Database
+
+    root, airflow, _ = world
+    embedded = Database.sqlite(root.serving_db())
+    before = (root.current_version_id(GOOD_DAY), embedded.current(GOOD_DAY))
+    tasks = airflow.run(SINK_DOWN_DAY, {**CHEAP, "database_conn_id": "dead_db"})
+    assert tasks["run"]["state"] == "failed"
+    assert tasks["publish_recommendations"]["state"] == "failed"
+    log = tasks["output"] + airflow.task_log(tasks["run"]["run_id"], "publish_recommendations")
+    assert "cannot connect to the database sink dead_db (postgresql://127.0.0.1:1/fusionrec)" in log
+    assert "pw-d3adbeef" not in log  # the password never reaches the log
+    tries = airflow.tries(tasks["run"]["run_id"], "publish_recommendations")
+    assert tries > 1, tries  # a sink may come back: the task is retried (unlike a data error)
+    assert root.published_dates("recommendations") == [GOOD_DAY]  # the files did not switch either
+    assert (root.current_version_id(GOOD_DAY), embedded.current(GOOD_DAY)) == before
+    assert before[1].version_id == before[0]  # the good day's sinks agree
 
 
 def test_too_many_bad_rows_fail_extraction_without_retrying(world):

@@ -111,8 +111,9 @@ def test_list_params_are_multi_select_choices(dag):
     """The trigger form renders an array with ``examples`` as a multi-select list of those values."""
     from fusion_tasks.config import MODALITIES
     from fusion_tasks.fusion.methods import REGISTRY as FUSION_METHODS
+    from fusion_tasks.sinks import REGISTRY as SINKS
 
-    for name, allowed in (("modalities", MODALITIES), ("methods", FUSION_METHODS)):
+    for name, allowed in (("modalities", MODALITIES), ("methods", FUSION_METHODS), ("sinks", SINKS)):
         schema = dag.params.get_param(name).schema
         assert schema["type"] == "array"
         assert schema["examples"] == list(allowed) == schema["items"]["enum"], name
@@ -143,10 +144,26 @@ def test_task_lists_match_the_library_registries():
     from fusion_tasks.config import MODALITIES
     from fusion_tasks.fusion.methods import REGISTRY as FUSION_METHODS
     from fusion_tasks.modalities import REGISTRY as MODALITY_REGISTRY
+    from fusion_tasks.sinks import REGISTRY as SINKS
 
     assert multimodal_fusion.MODELS == list(models.REGISTRY)
     assert multimodal_fusion.MODALITIES == list(MODALITY_REGISTRY) == list(MODALITIES)
     assert multimodal_fusion.METHODS == list(FUSION_METHODS)
+    assert multimodal_fusion.SINKS == list(SINKS)
+
+
+def test_publishing_updates_the_asset_the_consumer_dag_is_scheduled_on():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from fusion_tasks.contract import ASSET_NAME, ASSET_URI
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    [outlet] = bag.dags["multimodal_fusion"].get_task("publish_recommendations").outlets
+    assert (outlet.name, outlet.uri.rstrip("/")) == (ASSET_NAME, ASSET_URI)
+    consumer = bag.dags["fusionrec_export"]
+    assert [asset.name for asset in consumer.timetable.asset_condition.objects] == [ASSET_NAME]
+    assert consumer.get_task("export_published").inlets == [outlet]
 
 
 def test_the_landing_sensor_waits_for_a_missing_partition_then_fails_with_a_clear_message(dag, tmp_path):
