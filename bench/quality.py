@@ -443,16 +443,18 @@ def aggregate(per_date: list[dict[str, Any]], conf: dict[str, Any], dates: list[
 
     best_fusion = max([n for n in names if n.startswith(("fusion", "published"))], key=lambda n: wide[n].mean())
     comparisons = {}
-    for label, other in (("best single base model", best("base: ")), ("best baseline", best("baseline: "))):
-        both = wide[[best_fusion, other]].dropna()
-        diff = (both[best_fusion] - both[other]).to_numpy()
-        se = float(diff.std(ddof=1) / np.sqrt(len(diff)))
-        comparisons[label] = {"fusion": best_fusion, "other": other, "n_pairs": len(diff),
-                              "fusion_ndcg": float(both[best_fusion].mean()), "other_ndcg": float(both[other].mean()),
-                              "mean_diff": float(diff.mean()), "se_diff": se,
-                              "z": float(diff.mean() / se) if se > 0 else float("nan"),
-                              "ratio": float(both[best_fusion].mean() / both[other].mean())
-                              if both[other].mean() > 0 else float("nan")}
+    # the published list is what the targets are about; the best fusion on this table is an optimistic bound
+    for side, fusion in (("published", "published (chosen fusion)"), ("best fusion on this table", best_fusion)):
+        for label, other in (("best single base model", best("base: ")), ("best baseline", best("baseline: "))):
+            both = wide[[fusion, other]].dropna()
+            diff = (both[fusion] - both[other]).to_numpy()
+            se = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+            comparisons[f"{side} vs {label}"] = {
+                "fusion": fusion, "other": other, "n_pairs": len(diff),
+                "fusion_ndcg": float(both[fusion].mean()), "other_ndcg": float(both[other].mean()),
+                "mean_diff": float(diff.mean()), "se_diff": se,
+                "z": float(diff.mean() / se) if se > 0 else float("nan"),
+                "ratio": float(both[fusion].mean() / both[other].mean()) if both[other].mean() > 0 else float("nan")}
     ablation = {}
     reference = "ablation: all modalities"
     for name in [n for n in names if n.startswith("ablation: ")]:
@@ -597,11 +599,14 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for label, c in result["comparisons"].items():
-        lines.append(f"| best fusion vs {label} | {c['fusion']} | {c['other']} | {c['fusion_ndcg']:.4f} | "
+        label = label if " vs " in label else f"best fusion on this table vs {label}"  # raw numbers of older runs
+        lines.append(f"| {label} | {c['fusion']} | {c['other']} | {c['fusion_ndcg']:.4f} | "
                      f"{c['other_ndcg']:.4f} | {c['mean_diff']:+.4f} ± {c['se_diff']:.4f} | {c['z']:.2f} | "
                      f"{c['ratio']:.3f} |")
-    lines += ["", "Targets: ratio ≥ 1.10 vs the best single base model and ≥ 1.05 vs the best baseline, with the "
-              "difference > 2 SE. \"Best\" is picked on this same table (optimistic for the other side too).", ""]
+    lines += ["", "Targets (for the published list): NDCG@10 ≥ 0.0130, ratio ≥ 1.15 vs the best single base model and "
+              "≥ 1.20 vs the best baseline, each difference > 2 SE. \"Best\" base model and baseline are picked on "
+              "this same table (optimistic for them); the best fusion on this table is shown as an upper bound of "
+              "what a better choice of fusion method would give.", ""]
     if result.get("ablation"):
         lines += ["## Modality ablation (main variant, K = 10, paired per (user, date) against all modalities)", "",
                   "The published fusion refitted on the DAG's validation fold pools with the base models and context "
