@@ -43,9 +43,10 @@ class ALSRecommender(BaseRecommender):
 
         matrix = decayed_interactions(data, self.half_life_days)
         matrix.data = np.log1p(matrix.data).astype("float32")
-        model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization, alpha=self.alpha,
-                                        iterations=self.iterations, random_state=self.random_state, num_threads=1)
-        with threadpool_limits(1, "blas"):
+        with threadpool_limits(1, "blas"):  # implicit checks the BLAS threads when it is built: limit them first
+            model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+                                            alpha=self.alpha, iterations=self.iterations,
+                                            random_state=self.random_state, num_threads=1)
             model.fit(matrix.tocsr(), show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors, dtype="float32")
         self.item_factors_ = np.asarray(model.item_factors, dtype="float32")
