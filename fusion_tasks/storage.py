@@ -10,7 +10,7 @@ This is the only module that knows the layout of the data root::
     models/<model>/ds=D/origin=<name>/...                 fitted artefacts (npz / json / keras)
     fused/ds=D/...                                        candidate pools, fusion parameters, metrics
     published/recommendations/ds=D -> .versions/...       the current version (atomic symlink)
-    published/metrics/ds=D -> .versions/...                  (both links name one version id)
+    published/metrics/ds=D -> .versions/...               (both links name one version id)
     serving/fusionrec.sqlite                              the embedded database sink
     exports/ds=D/recommendations.csv                      what the example consumer DAG exports
 

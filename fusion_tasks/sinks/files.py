@@ -10,8 +10,16 @@ import datetime as dt
 from pathlib import Path
 
 from fusion_tasks.sinks.base import CurrentVersion, PreparedLoad, Publication, Sink
-from fusion_tasks.storage import DataRoot, discard_version, read_json, stage_version, switch_version, write_json
-from fusion_tasks.storage import write_parquet as _write_parquet
+from fusion_tasks.storage import (
+    MANIFEST,
+    DataRoot,
+    discard_version,
+    read_json,
+    stage_version,
+    switch_version,
+    write_json,
+    write_parquet,
+)
 
 
 class FileSink(Sink):
@@ -28,14 +36,14 @@ class FileSink(Sink):
         if version is None:
             return None
         try:
-            manifest = read_json(self.root.published("recommendations", day) / "_MANIFEST.json")
+            manifest = read_json(self.root.published("recommendations", day) / MANIFEST)
         except (OSError, ValueError):
             return None
         return CurrentVersion(version, str(manifest.get("checksum", "")))
 
     def prepare(self, publication: Publication) -> PreparedLoad:
         def recommendations(folder: Path) -> None:
-            _write_parquet(publication.table, folder / "recommendations.parquet")
+            write_parquet(publication.table, folder / "recommendations.parquet")
 
         def metrics(folder: Path) -> None:
             write_json(folder / "metrics.json", publication.metrics)
