@@ -175,11 +175,14 @@ class Database:
             self._local.conn = conn
         try:
             yield conn
-        except Exception:
+        except Exception as err:  # a broken connection is dropped; the next read opens a new one
             with contextlib.suppress(Exception):
                 conn.close()
             self._local.conn = None
-            raise
+            if isinstance(err, (SinkError, AssertionError)):
+                raise
+            raise SinkError(f"reading the database sink {self.location} failed: {type(err).__name__}: "
+                            f"{str(err).strip()}") from err
 
     def sql(self, text: str) -> str:
         """Statements are written with ``?`` placeholders; psycopg takes ``%s``."""
