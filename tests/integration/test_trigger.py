@@ -75,15 +75,14 @@ def test_trigger_with_a_bad_param_is_rejected_with_400(airflow, conf):
 
 
 def test_params_are_documented_in_the_dag_details(airflow):
+    from fusion_tasks.config import RunConfig
+
     response = airflow.api("GET", f"/api/v2/dags/{DAG_ID}/details")
     assert response.status_code == 200, response.text
     details = response.json()
     params = details["params"]
-    expected = {"as_of_date", "top_k", "modalities", "methods", "holdout_days", "validation_days", "n_folds",
-                "candidates_per_model", "seed", "ndcg_floor", "regression_tolerance", "max_quarantine_share",
-                "history_days", "landing_wait_hours", "tune_models", "tuning_budget_seconds",
-                "quarantine_min_rejected", "earliest_plausible_date", "embedding_dim", "duplicate_events",
-                "volume_window_days", "volume_factor", "fail_on_volume_anomaly", "ties_of_unknown_users"}
+    expected = {"as_of_date", *RunConfig.defaults()}  # every run setting is a param
+    assert {"sinks", "database_conn_id", "tune_models", "ties_of_unknown_users"} <= expected
     assert set(params) == expected
     undocumented = [name for name, param in params.items() if not (param.get("description") or "").strip()]
     assert undocumented == []
