@@ -24,7 +24,7 @@ SPEC = SyntheticSpec(n_days=60, n_users=80, n_items=120)
 CHEAP = {"holdout_days": 7, "validation_days": 7, "n_folds": 2, "candidates_per_model": 20}
 GOOD_DAY, FLOOR_DAY, BAD_DAY = dt.date(2024, 2, 22), dt.date(2024, 2, 26), dt.date(2024, 2, 29)
 UNDELIVERED_DAY = dt.date(2024, 3, 10)  # after the synthetic world's last day: no landing partition
-SINK_DOWN_DAY = dt.date(2024, 2, 25)
+SINK_DOWN_DAY = dt.date(2024, 2, 20)  # a day no other test of this module runs
 # a postgres connection nothing listens on (port 1): the database sink is unreachable
 DEAD_DB = "postgresql://fusionrec:pw-d3adbeef@127.0.0.1:1/fusionrec?connect_timeout=3"
 
