@@ -73,7 +73,7 @@ class Sink(abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not getattr(cls, "__abstractmethods__", None):
+        if "name" in cls.__dict__:  # a concrete sink names itself; ABCMeta sets __abstractmethods__ only later
             Sink.registry[cls.name] = cls
 
     @abc.abstractmethod

@@ -180,8 +180,7 @@ def test_an_unreachable_database_leaves_every_sink_at_its_previous_version(root,
         (tmp_path / "not-a-folder").write_text("")
         dead = Database.sqlite(tmp_path / "not-a-folder" / "serving.sqlite")
     else:
-        dead = Database.postgres(db.location.replace(f":{db.location.split(':')[2].split('/')[0]}/", ":1/"),
-                                 connect_timeout=3)
+        dead = Database.postgres("postgresql://postgres@127.0.0.1:1/fusionrec", connect_timeout=3)  # nobody on port 1
     keep_users(root, 0.5)
     with pytest.raises(SinkError, match="cannot connect to the database sink"):
         publish(root, config(root), dead)
