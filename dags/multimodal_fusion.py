@@ -44,13 +44,16 @@ import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from fusion_tasks import catalogue
+
 log = logging.getLogger(__name__)
 
-MODALITIES = ["behavior", "content", "social"]  # the extract tasks; each must be in fusion_tasks.modalities
-# the train tasks; each in fusion_tasks.models
-MODELS = ["popularity", "als", "item_knn", "ease", "content", "social"]
-METHODS = ["weighted_sum", "stacking", "deep_fusion"]
-SINKS = ["files", "database"]  # each in fusion_tasks.sinks
+# One task per registered implementation, listed from the library's package folders without importing them
+# (fusion_tasks.catalogue reads file names only): a new modality, model or fusion method needs no edit here.
+MODALITIES = list(catalogue.modalities())  # extract_<modality>
+MODELS = list(catalogue.models())  # train_<model>
+METHODS = list(catalogue.methods())  # fit_<method>
+SINKS = list(catalogue.sinks())
 TRAINING_POOL = "fusion_training"
 RECOMMENDATIONS = Asset(name="fusionrec_recommendations", uri="fusionrec://recommendations")  # fusion_tasks.contract
 
@@ -66,7 +69,8 @@ PARAMS = {
                    description="How many items to publish per user, and the K of every metric."),
     "modalities": Param(MODALITIES, type="array", items={"type": "string", "enum": MODALITIES}, minItems=1,
                         uniqueItems=True, examples=MODALITIES, title="Modalities",
-                        description="Which modalities to use; behavior is required."),
+                        description="Which modalities to use; behavior is required. A selected modality "
+                                    "without landing data is staged empty and carries no signal."),
     "methods": Param(METHODS, type="array", items={"type": "string", "enum": METHODS}, minItems=1,
                      uniqueItems=True, examples=METHODS, title="Fusion methods",
                      description="Fusion methods to fit; the one with the better cross-validated NDCG is "

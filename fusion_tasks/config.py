@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fusion_tasks import catalogue
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-MODALITIES = ("behavior", "content", "social")
+MODALITIES = catalogue.modalities()  # every registered modality; a run skips those with no landing data
 DUPLICATE_POLICIES = ("quarantine", "keep")
-SINKS = ("files", "database")
+SINKS = catalogue.sinks()
 
 
 def default_data_root() -> Path:
@@ -40,7 +42,7 @@ class RunConfig:
     data_root: Path = dataclasses.field(default_factory=default_data_root)
     top_k: int = 10
     modalities: tuple[str, ...] = MODALITIES
-    methods: tuple[str, ...] | None = None  # None: every registered fusion method
+    methods: tuple[str, ...] = catalogue.methods()  # fitted; the best by cross-validated NDCG is published
     seed: int = 20240601
     holdout_days: int = 14
     validation_days: int = 14
@@ -70,15 +72,11 @@ class RunConfig:
         unknown = set(self.modalities) - set(MODALITIES)
         if unknown or not self.modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
-        if "behavior" not in self.modalities:
+        if catalogue.FIRST["modalities"] not in self.modalities:
             raise ValueError("the behavior modality is required: it defines users, items and relevance")
-        from fusion_tasks.fusion.methods import REGISTRY as METHODS  # the registry needs this module
-
-        if self.methods is None:
-            object.__setattr__(self, "methods", tuple(METHODS))
-        bad = set(self.methods) - set(METHODS)
-        if bad or not self.methods:
-            raise ValueError(f"methods must be a non-empty subset of {tuple(METHODS)}, got {self.methods}")
+        methods = catalogue.methods()
+        if set(self.methods) - set(methods) or not self.methods:
+            raise ValueError(f"methods must be a non-empty subset of {methods}, got {self.methods}")
         for name in ("top_k", "holdout_days", "validation_days", "n_folds", "candidates_per_model"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -98,11 +96,9 @@ class RunConfig:
         for name in ("quarantine_min_rejected", "embedding_dim"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        from fusion_tasks.sinks import REGISTRY as SINK_REGISTRY
-
-        if "files" not in self.sinks or set(self.sinks) - set(SINK_REGISTRY):
+        if catalogue.FIRST["sinks"] not in self.sinks or set(self.sinks) - set(SINKS):
             raise ValueError(f"sinks must include 'files' (the source of truth) and be a subset of "
-                             f"{tuple(SINK_REGISTRY)}, got {self.sinks}")
+                             f"{SINKS}, got {self.sinks}")
         if self.volume_window_days < 1 or self.volume_factor < 1:
             raise ValueError("volume_window_days must be >= 1 and volume_factor >= 1")
 
@@ -152,10 +148,6 @@ class RunConfig:
             if isinstance(value, dt.date):
                 value = value.isoformat()
             out[field.name] = list(value) if isinstance(value, tuple) else value
-        if out["methods"] is None:  # every registered fusion method
-            from fusion_tasks.fusion.methods import REGISTRY as METHODS
-
-            out["methods"] = list(METHODS)
         return out
 
     @classmethod

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fusion_tasks import catalogue
 from fusion_tasks.storage import DataRoot, write_json
 
 
@@ -44,26 +45,38 @@ class SyntheticSpec:
 
     @classmethod
     def regime(cls, name: str, **overrides: Any) -> SyntheticSpec:
-        """A world where one kind of data dominates: ``behavior`` (tastes only co-occurrence reveals,
-        categories and ties carry nothing), ``content`` (category tastes, sparse histories and mostly new items),
-        ``social`` (users mostly copy the people they follow) or ``cold_start`` (half the users
-        join late, many new items: content and ties are all there is for them)."""
-        regimes = {
-            "behavior": dict(content_signal=0.0, behavior_signal=2.5, quality_signal=0.5, social_signal=0.0),
-            "content": dict(content_signal=3.0, behavior_signal=0.2, quality_signal=0.3, social_signal=0.0,
-                            share_released_later=0.9, daily_activity=0.05, share_late_users=0.3, n_categories=16),
-            "social": dict(content_signal=0.0, behavior_signal=0.2, quality_signal=0.3, social_signal=4.0,
-                           social_memory=0.97, share_no_ties=0.05),
-            "cold_start": dict(share_late_users=0.5, share_released_later=0.6),
-        }
-        if name not in regimes:
-            raise ValueError(f"unknown regime {name!r}; known: {sorted(regimes)}")
-        return cls(**{**regimes[name], **overrides})
+        """A world where one kind of data dominates (see ``REGIMES``)."""
+        if name not in REGIMES:
+            raise ValueError(f"unknown regime {name!r}; known: {sorted(REGIMES)}")
+        return cls(**{**REGIMES[name].settings, **overrides})
 
     @property
     def end(self) -> dt.date:
         return self.start + dt.timedelta(days=self.n_days - 1)
 
+
+@dataclasses.dataclass(frozen=True)
+class Regime:
+    """A world where one modality carries the signal: ``dominant`` is the modality a fusion must rank first."""
+
+    dominant: str
+    settings: dict[str, Any]
+
+
+REGIMES = {
+    # tastes only co-occurrence reveals; categories and ties carry nothing
+    "behavior": Regime("behavior", dict(content_signal=0.0, behavior_signal=2.5, quality_signal=0.5,
+                                        social_signal=0.0)),
+    # category tastes, sparse histories and mostly new items
+    "content": Regime("content", dict(content_signal=3.0, behavior_signal=0.2, quality_signal=0.3, social_signal=0.0,
+                                      share_released_later=0.9, daily_activity=0.05, share_late_users=0.3,
+                                      n_categories=16)),
+    # users mostly copy the people they follow
+    "social": Regime("social", dict(content_signal=0.0, behavior_signal=0.2, quality_signal=0.3, social_signal=4.0,
+                                    social_memory=0.97, share_no_ties=0.05)),
+    # half the users join late, many new items: what content says carries them
+    "cold_start": Regime("content", dict(share_late_users=0.5, share_released_later=0.6)),
+}
 
 EVENT_TYPES = np.array(["view", "click", "purchase", "rating"])
 
@@ -147,7 +160,7 @@ def generate(root: DataRoot, spec: SyntheticSpec = SyntheticSpec()) -> dict[str,
 def _clear_landing(root: DataRoot) -> None:
     import shutil
 
-    for modality in ("behavior", "content", "social"):
+    for modality in catalogue.modalities():
         shutil.rmtree(root.landing(modality), ignore_errors=True)
 
 

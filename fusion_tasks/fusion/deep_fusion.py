@@ -36,12 +36,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fusion_tasks import catalogue
 from fusion_tasks.fusion.base import FitInput, FusionMethod, empty_contributions, group_of
 from fusion_tasks.fusion.candidates import CONTEXT_FEATURES
 from fusion_tasks.fusion.stacking import sample_rows
 
 MODEL_FEATURES = ("z", "rr", "avail")  # per model: <feature>:<model>
-MODALITIES = ("behavior", "content", "social")
+MODALITIES = catalogue.modalities()  # one subnet per modality whose models are fused
 BEHAVIOUR_CONTEXT = tuple(c for c, m in CONTEXT_FEATURES.items() if m == "behavior")
 CLIP = 8.0
 

@@ -1,7 +1,7 @@
 """The registry of fusion methods, and fitting, choosing and applying them for a run.
 
-Every module of ``fusion_tasks.fusion`` that defines a ``FusionMethod`` subclass with a ``name``
-registers it: a new method is one module (and its known-answer test), nothing else. Each method is
+A new method is one module ``fusion_tasks/fusion/<name>.py`` with one ``FusionMethod`` subclass whose
+``name`` is ``<name>`` (see ``fusion_tasks.catalogue``), and its known-answer test; nothing else. Each method is
 fitted on the validation folds' pools only (``fold<k>`` origins), and reports a leave-one-fold-out
 NDCG@K (fitted on the other folds, scored on the held-out one); the published method is the one with
 the best leave-one-fold-out NDCG.
@@ -9,15 +9,13 @@ the best leave-one-fold-out NDCG.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-import fusion_tasks.fusion as _package
+from fusion_tasks import catalogue
 from fusion_tasks.config import RunConfig
 from fusion_tasks.contract import GROUPS
 from fusion_tasks.fusion.base import (
@@ -33,22 +31,9 @@ from fusion_tasks.fusion.candidates import context_columns, load_pool
 from fusion_tasks.storage import DataRoot, read_json, write_json
 from fusion_tasks.training_data import load_relevance
 
-
-def _discover() -> dict[str, type[FusionMethod]]:
-    for info in pkgutil.iter_modules(_package.__path__):
-        importlib.import_module(f"{_package.__name__}.{info.name}")
-    found = [cls for cls in _subclasses(FusionMethod) if "name" in vars(cls)]
-    return {cls.name: cls for cls in sorted(found, key=lambda c: (c.simplicity, c.name))}
-
-
-def _subclasses(cls: type) -> list[type]:
-    out = []
-    for sub in cls.__subclasses__():
-        out += [sub, *_subclasses(sub)]
-    return out
-
-
-REGISTRY: dict[str, type[FusionMethod]] = _discover()
+# ordered by simplicity: the order ties are broken in
+REGISTRY: dict[str, type[FusionMethod]] = dict(sorted(catalogue.load("methods", FusionMethod).items(),
+                                                      key=lambda item: (item[1].simplicity, item[0])))
 
 
 def get(name: str) -> FusionMethod:

@@ -1,11 +1,15 @@
-"""The registry of modalities. A new modality is a module with a ``MODALITY`` listed here."""
+"""The registry of modalities.
+
+A new modality is one module ``fusion_tasks/modalities/<name>.py`` defining a ``Modality`` named ``<name>``
+(see ``fusion_tasks.catalogue``); ``behavior`` is required by every run, the others are optional.
+"""
 
 from __future__ import annotations
 
-from fusion_tasks.modalities import behavior, content, social
+from fusion_tasks import catalogue
 from fusion_tasks.modalities.base import Modality, Vocabulary
 
-REGISTRY: dict[str, Modality] = {m.name: m for m in (behavior.MODALITY, content.MODALITY, social.MODALITY)}
+REGISTRY: dict[str, Modality] = catalogue.load("modalities", Modality)
 
 
 def get(name: str) -> Modality:

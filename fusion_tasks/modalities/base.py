@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fusion_tasks import catalogue
 from fusion_tasks.config import RunConfig
 from fusion_tasks.schemas import (
     DataQualityError,
@@ -106,8 +107,13 @@ class Modality:
         """
         day = config.as_of_date
         files = [(d, path) for d, path in root.landing_files(self.name) if d <= day]
-        if not files:
+        if not files and (self.daily or self.name == catalogue.FIRST["modalities"]):
             raise FileNotFoundError(f"{root.landing(self.name)}: no {self.name} landing files on or before {day}")
+        if not files:  # an optional modality this data set does not have: staged empty, it carries no signal
+            log.warning("%s: no %s landing files on or before %s; the modality is staged empty and its models "
+                        "score nothing", root.landing(self.name), self.name, day)
+            valid, rejected = _empty_frames(self.schema)
+            return History(files=[], staged=valid, rejected=rejected, per_file=[], rows_after_as_of=0)
         if self.daily and files[-1][0] != day:
             raise FileNotFoundError(
                 f"{root.landing_day(self.name, day)}: the {self.name} landing partition for {day} is missing "
@@ -317,6 +323,15 @@ def _deliveries(per_file: list[dict[str, Any]], rejected: pd.DataFrame) -> dict[
 # return for the same file.
 CACHE_VERSION = 3
 _FILE, _ROW = "_cache_file", "_cache_row"
+
+
+def _empty_frames(schema: Schema) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The valid and rejected frames of no rows, with the columns and types of real ones."""
+    valid, rejected = validate_rows(pd.DataFrame({c: pd.Series([], dtype=object) for c in schema.names}), schema)
+    valid["landed"] = pd.Series([], dtype="datetime64[ns]")
+    valid["source_file"] = pd.Series([], dtype="string")
+    rejected["source_file"] = pd.Series([], dtype="string")
+    return valid, rejected
 
 
 def _read_landing(root: DataRoot, name: str, schema: Schema,

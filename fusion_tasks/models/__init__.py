@@ -1,6 +1,7 @@
 """The registry of base recommenders, and the one function that trains a model for a run.
 
-A new model subclasses ``BaseRecommender``, passes ``tests/models/test_contract.py`` and is listed here.
+A new model is one module ``fusion_tasks/models/<name>.py`` with one ``BaseRecommender`` subclass whose
+``name`` is ``<name>`` (see ``fusion_tasks.catalogue``); ``tests/models/test_contract.py`` runs it.
 Every model is tuned per run on the validation folds (``fusion_tasks.models.tuning``) before it is
 fitted at the test and final origins with the chosen setting.
 """
@@ -10,23 +11,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from fusion_tasks import catalogue
 from fusion_tasks.config import RunConfig
-from fusion_tasks.models.als import ALSRecommender
 from fusion_tasks.models.base import BaseRecommender
-from fusion_tasks.models.content import ContentRecommender
-from fusion_tasks.models.ease import EASERecommender
-from fusion_tasks.models.item_knn import ItemKNNRecommender
-from fusion_tasks.models.popularity import PopularityRecommender
-from fusion_tasks.models.social import SocialRecommender
 from fusion_tasks.models.tuning import Fold, TuningBudgetError, tune
 from fusion_tasks.storage import DataRoot, read_json, write_json
 from fusion_tasks.training_data import TrainingData, load_relevance
 
-REGISTRY: dict[str, type[BaseRecommender]] = {
-    cls.name: cls
-    for cls in (PopularityRecommender, ALSRecommender, ItemKNNRecommender, EASERecommender, ContentRecommender,
-                SocialRecommender)
-}
+REGISTRY: dict[str, type[BaseRecommender]] = catalogue.load("models", BaseRecommender)
 
 
 def get(name: str) -> type[BaseRecommender]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import inspect
 import json
 from pathlib import Path
@@ -14,7 +15,7 @@ from fusion_tasks.storage import replace_folder
 from fusion_tasks.training_data import TrainingData
 
 
-class BaseRecommender:
+class BaseRecommender(abc.ABC):
     """A recommender that scores every item of the vocabulary for a batch of users.
 
     Subclasses set ``name`` (registry key), ``modalities`` (what ``fit`` needs; the model is skipped
@@ -32,12 +33,13 @@ class BaseRecommender:
     #: of each is the default). The search is coordinate-wise: see ``fusion_tasks.models.tuning``.
     search_space: ClassVar[dict[str, tuple]] = {}
 
+    @abc.abstractmethod
     def fit(self, data: TrainingData) -> BaseRecommender:
-        raise NotImplementedError
+        """Learn from what ``data`` holds at its origin (never anything later); returns ``self``."""
 
+    @abc.abstractmethod
     def score(self, users: np.ndarray) -> np.ndarray:
         """Scores of shape ``(len(users), n_items)``, float32, finite; higher is better."""
-        raise NotImplementedError
 
     # scikit-learn style parameters -----------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -76,7 +78,7 @@ class BaseRecommender:
             {"model": self.name, "params": self.get_params(), "state": scalars}, indent=2, sort_keys=True))
         self._save_extra(folder)
 
-    def _save_extra(self, folder: Path) -> None:
+    def _save_extra(self, folder: Path) -> None:  # noqa: B027 - an optional hook, empty by default
         """Hook for artefacts that are not arrays (e.g. a Keras model file); ``folder`` is the
         temporary folder that ``save`` renames into place once everything is written."""
 

@@ -66,15 +66,9 @@ class PreparedLoad(abc.ABC):
 
 
 class Sink(abc.ABC):
-    """A place the published recommendations are read from. Subclasses register themselves by ``name``."""
+    """A place the published recommendations are read from; ``name`` is its registry key (its module's name)."""
 
     name: ClassVar[str]
-    registry: ClassVar[dict[str, type[Sink]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "name" in cls.__dict__:  # a concrete sink names itself; ABCMeta sets __abstractmethods__ only later
-            Sink.registry[cls.name] = cls
 
     @abc.abstractmethod
     def current(self, day: dt.date) -> CurrentVersion | None:

@@ -9,6 +9,9 @@ Tables (created and migrated by ``migrate``; ``SCHEMA_VERSION`` is the version t
     recommendations_latest   a view: the rows of the newest published ds
     fusionrec_schema  the applied migrations
 
+The contribution columns follow the output contract: a modality registered after the tables were made gets its
+``contribution_<modality>`` column (0 for the dates published before it) at the next ``migrate`` or publish.
+
 A date is loaded and switched in **one transaction**: its old rows are deleted, the new ones inserted and its
 ``published_runs`` row replaced, then one commit. Readers (each statement in PostgreSQL, each transaction in
 SQLite) see the old version or the new one, never a mix, never a partial date; a publisher killed mid-load
@@ -50,8 +53,14 @@ TYPES = {
 MIGRATE_HINT = "run `python -m fusion_tasks db migrate` (or `make db-migrate`) against it"
 
 
+# the contribution columns of the first schema; later ones are added by ``Database.sync_contract``
+FIRST_CONTRIBUTIONS = tuple(f"contribution_{g}" for g in ("behavior", "content", "social", "cross", "context"))
+LATEST_VIEW = ("CREATE VIEW recommendations_latest AS SELECT * FROM recommendations "
+               "WHERE ds = (SELECT MAX(ds) FROM published_runs)")
+
+
 def _migration_1(types: dict[str, str]) -> list[str]:
-    contributions = ",\n".join(f"    {c} {types['float']} NOT NULL" for c in CONTRIBUTIONS)
+    contributions = ",\n".join(f"    {c} {types['float']} NOT NULL" for c in FIRST_CONTRIBUTIONS)
     return [
         f"""CREATE TABLE recommendations (
     ds {types['date']} NOT NULL,
@@ -81,8 +90,7 @@ def _migration_1(types: dict[str, str]) -> list[str]:
 def _migration_2(types: dict[str, str]) -> list[str]:
     return [
         "CREATE INDEX recommendations_by_user ON recommendations (user_id, ds)",
-        "CREATE VIEW recommendations_latest AS SELECT * FROM recommendations "
-        "WHERE ds = (SELECT MAX(ds) FROM published_runs)",
+        LATEST_VIEW,
     ]
 
 
@@ -229,7 +237,28 @@ class Database:
                 self.execute(conn, "INSERT INTO fusionrec_schema (version, description, applied_at) VALUES (?, ?, ?)",
                              (version, description, dt.datetime.now(dt.UTC).isoformat()))
                 applied.append(version)
+        if target >= SCHEMA_VERSION:
+            with self.transaction(write=True) as conn:
+                self.sync_contract(conn)
         return applied
+
+    def sync_contract(self, conn: Any) -> list[str]:
+        """Add the contract's contribution columns the table lacks (0 for rows already there), and rebuild
+        the latest view over them (PostgreSQL fixes a view's columns when it is made). Returns those added."""
+        if self.dialect == "sqlite":
+            present = {row[1] for row in self.execute(conn, "PRAGMA table_info(recommendations)").fetchall()}
+        else:
+            present = {row[0] for row in self.execute(
+                conn, "SELECT column_name FROM information_schema.columns WHERE table_name = 'recommendations' "
+                      "AND table_schema = current_schema()").fetchall()}
+        missing = [c for c in CONTRIBUTIONS if c not in present]
+        for column in missing:
+            self.execute(conn, f"ALTER TABLE recommendations ADD COLUMN {column} {TYPES[self.dialect]['float']} "
+                               "NOT NULL DEFAULT 0")
+        if missing:
+            self.execute(conn, "DROP VIEW recommendations_latest")
+            self.execute(conn, LATEST_VIEW)
+        return missing
 
     def check_schema(self, conn: Any) -> None:
         version = self.schema_version(conn)
@@ -356,6 +385,7 @@ class DatabaseSink(Sink):
             else:
                 db.execute(conn, "SELECT pg_advisory_xact_lock(?)", (_lock_key(publication.ds.isoformat()),))
             db.check_schema(conn)
+            db.sync_contract(conn)
             day = publication.ds.isoformat()
             db.execute(conn, "DELETE FROM recommendations WHERE ds = ?", (day,))
             self._insert(conn, publication)
@@ -391,7 +421,8 @@ class DatabaseSink(Sink):
             if copy is not None:
                 buffer = io.StringIO()
                 writer = csv.writer(buffer, lineterminator="\n")
-                writer.writerows((*row[:4], *(repr(x) for x in row[4:10]), *row[10:]) for row in batch)
+                floats = slice(4, 5 + len(CONTRIBUTIONS))  # score and contributions, written exactly
+                writer.writerows((*row[:4], *(repr(x) for x in row[floats]), *row[floats.stop:]) for row in batch)
                 buffer.seek(0)
                 copy(f"COPY recommendations ({', '.join(RECOMMENDATION_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
                      buffer)

@@ -363,3 +363,20 @@ def test_the_command_line_migrates_reports_and_queries_the_embedded_database(roo
     expected = table[table["user_id"] == first].sort_values("rank")["item_id"].tolist()[:3]
     assert "FROM recommendations_latest" in out[1]
     assert [line.split()[3] for line in out[3:]] == expected
+
+
+def test_a_contribution_column_new_to_the_contract_is_added_and_older_dates_read_zero(root, db, monkeypatch):
+    """A modality registered after a database was made: the next publish adds its column, and the latest view
+    shows it (PostgreSQL fixes a view's columns when the view is made)."""
+    from fusion_tasks.sinks import database as module
+
+    publish(root, config(root), db)
+    extra = "contribution_newcomer"
+    monkeypatch.setattr(module, "CONTRIBUTIONS", [*module.CONTRIBUTIONS, extra])
+    with db.transaction(write=True) as conn:
+        assert db.sync_contract(conn) == [extra]
+        assert db.sync_contract(conn) == []
+    with db.reading() as conn:
+        cursor = db.execute(conn, f"SELECT {extra} FROM recommendations_latest")
+        values = {row[0] for row in cursor.fetchall()}
+    assert values == {0}

@@ -212,3 +212,28 @@ def test_landing_folder_with_a_stray_file_raises_naming_it(root: DataRoot) -> No
     (root.landing("behavior") / "date=2024-02-30").mkdir()
     with pytest.raises(ValueError, match="date=2024-02-30"):
         behavior.MODALITY.extract(root, config(root))
+
+
+def test_an_optional_modality_without_landing_data_is_staged_empty_and_every_model_still_fits(tmp_path):
+    """A data set may lack a modality (no content, no ties, no embeddings): the run goes on without its signal."""
+    import numpy as np
+
+    from fusion_tasks import models
+    from fusion_tasks.modalities import REGISTRY
+    from fusion_tasks.training_data import TrainingData, build_training_data
+
+    root = DataRoot(tmp_path)
+    land(root, "behavior", D1, DAY1)
+    land(root, "behavior", D, DAY2)
+    cfg = RunConfig(as_of_date=D, data_root=root.root, holdout_days=1, validation_days=1, n_folds=1)
+    for name, modality in REGISTRY.items():
+        manifest = modality.extract(root, cfg)
+        if name != "behavior":
+            assert (manifest["files_read"], manifest["rows_staged"], manifest["rows_quarantined"]) == (0, 0, 0)
+            assert read_parquet(root.staged(name, D)).empty
+    build_training_data(root, cfg)
+    data = TrainingData.load(root, cfg, "test")
+    assert set(data.features) == set(REGISTRY)
+    for name in models.REGISTRY:
+        scores = models.get(name)().fit(data).score(np.arange(data.n_users))
+        assert scores.shape == (data.n_users, data.n_items) and np.isfinite(scores).all(), name

@@ -19,7 +19,8 @@ from fusion_tasks.synthetic import SyntheticSpec, generate
 pytestmark = pytest.mark.slow
 
 D = dt.date(2024, 4, 29)
-MODALITY_MODELS = ("als", "content", "social")
+# a behaviour model and the model of every other modality
+MODALITY_MODELS = ("als", *(m for m in models.REGISTRY if models.get(m).group not in ("behavior", "cross")))
 
 
 @pytest.fixture(scope="module")

@@ -15,21 +15,19 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from fusion_tasks import models
+from fusion_tasks import modalities, models
 from fusion_tasks.config import RunConfig
 from fusion_tasks.fusion import methods
 from fusion_tasks.fusion.base import pool_ndcg
 from fusion_tasks.fusion.candidates import load_pool
 from fusion_tasks.pipeline import run_all
 from fusion_tasks.storage import DataRoot
-from fusion_tasks.synthetic import SyntheticSpec, generate
+from fusion_tasks.synthetic import REGIMES, SyntheticSpec, generate
 from fusion_tasks.training_data import load_relevance
 
 pytestmark = pytest.mark.slow
 
-MODALITY_GROUPS = ("behavior", "content", "social")
-# cold start: half the users join late and many items are new, so what content says carries them
-DOMINANT = {"behavior": "behavior", "content": "content", "social": "social", "cold_start": "content"}
+MODALITY_GROUPS = tuple(modalities.REGISTRY)
 
 
 def modality_weight(root: DataRoot, config: RunConfig, chosen: str) -> pd.Series:
@@ -43,7 +41,7 @@ def modality_weight(root: DataRoot, config: RunConfig, chosen: str) -> pd.Series
                                           config.top_k) for g in MODALITY_GROUPS})
 
 
-@pytest.fixture(scope="module", params=["behavior", "content", "social", "cold_start"])
+@pytest.fixture(scope="module", params=sorted(REGIMES))
 def regime(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = DataRoot(tmp_path_factory.mktemp(f"regime-{request.param}"))
     spec = SyntheticSpec.regime(request.param, n_users=400, n_items=400, n_days=90)
@@ -66,10 +64,10 @@ def test_the_published_fusion_is_at_least_as_good_as_the_best_single_model(regim
 
 def test_the_dominant_modality_moves_the_published_rankings_most(regime: dict) -> None:
     weight = modality_weight(regime["root"], regime["config"], regime["out"]["evaluation"]["chosen_method"])
-    assert weight.idxmax() == DOMINANT[regime["name"]], weight.round(4).to_dict()
+    assert weight.idxmax() == REGIMES[regime["name"]].dominant, weight.round(4).to_dict()
 
 
-@pytest.mark.parametrize("modality", ["content", "social"])
+@pytest.mark.parametrize("modality", [m for m in modalities.REGISTRY if m in REGIMES and m != "behavior"])
 def test_where_only_a_modality_carries_signal_its_model_beats_popularity_and_the_behaviour_models(
         regime: dict, modality: str) -> None:
     if regime["name"] != modality:
