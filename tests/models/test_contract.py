@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from fusion_tasks import models
+from fusion_tasks import modalities, models
 from fusion_tasks.config import RunConfig
+from fusion_tasks.contract import GROUPS
 from fusion_tasks.modalities.base import Vocabulary
 from fusion_tasks.models.als import ALSRecommender
 from fusion_tasks.models.base import BaseRecommender
@@ -79,8 +80,8 @@ def test_init_stores_params_only(name: str) -> None:
     assert cls(**changed).get_params() == changed
     json.dumps(params)  # parameters are plain JSON values
     assert cls.name == name
-    assert set(cls.modalities) <= {"behavior", "content", "social"}
-    assert cls.group in {"behavior", "content", "social", "cross"}
+    assert set(cls.modalities) <= set(modalities.REGISTRY)
+    assert cls.group in GROUPS
 
 
 @pytest.mark.parametrize("name", model_params(NAMES))
