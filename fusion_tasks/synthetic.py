@@ -4,8 +4,9 @@ The world: users have latent tastes over categories and a latent vector; items b
 category, carry tags that reflect it, a brand and a price, and are released over time (new items
 can only be found through their content). Users copy what the people they follow did recently
 (so social ties carry signal that content does not), follow people with related tastes, and some
-have no ties. Some items have no content, some users join late (cold), and a few rows in the
-landing files are malformed on purpose (null keys, non-numbers, unknown event types).
+have no ties. Most items have an embedding (say, of their image) that is a noisy view of the latent item
+vector. Some items have no content, some users join late (cold), and a few rows in the landing files are
+malformed on purpose (null keys, non-numbers, unknown event types).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class SyntheticSpec:
     social_signal: float = 1.8  # copying what followed users did recently
     social_memory: float = 0.85  # daily decay of what counts as "recently" for copying
     share_released_later: float = 0.3  # items released during the period (only content knows them early)
+    # item embeddings (say, of the item's image): a noisy view of the latent taste only co-occurrence reveals
+    share_with_embedding: float = 0.8
+    embedding_dim: int = 16
+    embedding_noise: float = 0.5
+    embedding_category: float = 1.0  # how much of the item's category the embedding shows
 
     @classmethod
     def regime(cls, name: str, **overrides: Any) -> SyntheticSpec:
@@ -63,19 +69,25 @@ class Regime:
     settings: dict[str, Any]
 
 
+# each regime but the last leaves the item embeddings out, so that its modality alone carries the signal
 REGIMES = {
     # tastes only co-occurrence reveals; categories and ties carry nothing
     "behavior": Regime("behavior", dict(content_signal=0.0, behavior_signal=2.5, quality_signal=0.5,
-                                        social_signal=0.0)),
+                                        social_signal=0.0, share_with_embedding=0.0)),
     # category tastes, sparse histories and mostly new items
     "content": Regime("content", dict(content_signal=3.0, behavior_signal=0.2, quality_signal=0.3, social_signal=0.0,
                                       share_released_later=0.9, daily_activity=0.05, share_late_users=0.3,
-                                      n_categories=16)),
+                                      n_categories=16, share_with_embedding=0.0)),
     # users mostly copy the people they follow
     "social": Regime("social", dict(content_signal=0.0, behavior_signal=0.2, quality_signal=0.3, social_signal=4.0,
-                                    social_memory=0.97, share_no_ties=0.05)),
+                                    social_memory=0.97, share_no_ties=0.05, share_with_embedding=0.0)),
     # half the users join late, many new items: what content says carries them
-    "cold_start": Regime("content", dict(share_late_users=0.5, share_released_later=0.6)),
+    "cold_start": Regime("content", dict(share_late_users=0.5, share_released_later=0.6, share_with_embedding=0.0)),
+    # a latent taste that sparse histories hardly reveal, on mostly new items: the item embeddings show it
+    "item_embedding": Regime("item_embedding", dict(content_signal=0.0, behavior_signal=3.0, quality_signal=0.3,
+                                                    social_signal=0.0, daily_activity=0.05, share_released_later=0.9,
+                                                    share_with_embedding=1.0, embedding_noise=0.2,
+                                                    embedding_category=0.0)),
 }
 
 EVENT_TYPES = np.array(["view", "click", "purchase", "rating"])
@@ -147,10 +159,12 @@ def generate(root: DataRoot, spec: SyntheticSpec = SyntheticSpec()) -> dict[str,
     _write_behavior(root, spec, events, rng)
     _write_content(root, spec, rng, item_cat, release, has_content)
     _write_social(root, spec, adjacency, join_day)
+    n_embedded = _write_item_embeddings(root, spec, item_vec, item_cat, release)
     summary = {
         "start": spec.start.isoformat(), "end": spec.end.isoformat(), "events": len(events),
         "users": n_u, "items": n_i, "items_without_content": int((~has_content).sum()),
         "users_without_ties": int(no_ties.sum()), "late_users": int((join_day > 0).sum()),
+        "items_with_embedding": n_embedded,
         "seed": spec.seed,
     }
     write_json(root.root / "landing" / "_synthetic.json", summary)
@@ -234,3 +248,28 @@ def _write_social(root: DataRoot, spec: SyntheticSpec, adjacency: np.ndarray, jo
         path = root.landing_day("social", date) / "edges.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         out.to_csv(path, index=False)
+
+
+def _write_item_embeddings(root: DataRoot, spec: SyntheticSpec, item_vec: np.ndarray, item_cat: np.ndarray,
+                           release: np.ndarray) -> int:
+    """A share of the items get a vector, valid from their release: fixed random projections of the latent item
+    vector and of the category (an image shows what kind of item it is), plus noise. Drawn from a stream of its
+    own, so the rest of the world does not depend on it."""
+    rng = np.random.default_rng([spec.seed, 4])
+    chosen = np.flatnonzero(rng.random(len(item_vec)) < spec.share_with_embedding)
+    if not len(chosen):
+        return 0
+    latent = rng.normal(0, 1, (spec.n_factors, spec.embedding_dim)) / np.sqrt(spec.n_factors)
+    kind = rng.normal(0, 1, (spec.n_categories, spec.embedding_dim))
+    vectors = (item_vec[chosen] @ latent + spec.embedding_category * kind[item_cat[chosen]]
+               + rng.normal(0, spec.embedding_noise, (len(chosen), spec.embedding_dim)))
+    frame = pd.DataFrame({"item": chosen, "day": release[chosen],
+                          "embedding": [" ".join(f"{x:.4f}" for x in v) for v in vectors]})
+    for day, part in frame.groupby("day"):
+        date = spec.start + dt.timedelta(days=int(day))
+        out = pd.DataFrame({"item_id": [f"i{i:04d}" for i in part["item"]], "valid_from": date.isoformat(),
+                            "source": "image", "embedding": part["embedding"].to_numpy()})
+        path = root.landing_day("item_embedding", date) / "embeddings.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out.to_csv(path, index=False)
+    return len(chosen)
