@@ -10,20 +10,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import baselines
+from bench.baselines import binary
+from fusion_tasks import modalities, models
 from fusion_tasks.config import RunConfig
 from fusion_tasks.evaluation.metrics import per_user_metrics, summarise
-from fusion_tasks.storage import DataRoot, read_json
+from fusion_tasks.evaluation.relevance import first_time_pairs
+from fusion_tasks.evaluation.report import COLD_USER_MAX_HISTORY, cold_users, head_items
+from fusion_tasks.fusion import methods
+from fusion_tasks.fusion.candidates import context_columns, load_pool
+from fusion_tasks.modalities import Vocabulary
+from fusion_tasks.storage import DataRoot
+from fusion_tasks.training_data import TrainingData, load_relevance
 
 HORIZON_DAYS = 90
 KS = (10, 20)
-LONG_TAIL_HEAD_SHARE = 0.2
-COLD_MAX_HISTORY = 5
 
 
 def all_behaviour(root: DataRoot, until: dt.date) -> pd.DataFrame:
     """Every valid behaviour event up to ``until``, staged with the pipeline's own extractor."""
-    from fusion_tasks import modalities
-
     config = RunConfig(as_of_date=until, data_root=root.root)
     if not root.staged("behavior", until).is_file():
         modalities.get("behavior").extract(root, config)
@@ -35,8 +40,7 @@ def all_behaviour(root: DataRoot, until: dt.date) -> pd.DataFrame:
 class Context:
     """What the evaluation of one origin needs: vocabulary, full-history interactions, candidates."""
 
-    users: np.ndarray
-    items: np.ndarray
+    vocab: Vocabulary
     seen: Any  # csr users x items, binary, all history up to the origin
     known: np.ndarray  # items known by the origin
     has_social: np.ndarray
@@ -46,54 +50,23 @@ class Context:
 
 
 def context(root: DataRoot, config: RunConfig, origin: str) -> Context:
-    from fusion_tasks.training_data import TrainingData
-
     full = dataclasses.replace(config, history_days=0)
     data = TrainingData.load(root, full, origin)
-    from bench.baselines import binary
-
     ev = data.events
-    return Context(users=data.vocab.users, items=data.vocab.items, seen=binary(data.interactions),
-                   known=data.item_known, has_social=data.features["social"]["has_social"],
-                   events_day=ev["day"].to_numpy(), events_ui=(ev["user_idx"].to_numpy(), ev["item_idx"].to_numpy()),
-                   origin_day=data.origin_day)
-
-
-def first_time_pairs(events: pd.DataFrame, ctx: Context, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """(user_id, item_id) first done in (start, end] by users of the vocabulary (ids as strings)."""
-    from fusion_tasks.modalities.base import end_of_day
-
-    window = events.loc[(events["timestamp"] >= end_of_day(start)) & (events["timestamp"] < end_of_day(end))]
-    pairs = window[["user_id", "item_id"]].drop_duplicates()
-    u = np.searchsorted(ctx.users, pairs["user_id"].to_numpy())
-    u = np.clip(u, 0, len(ctx.users) - 1)
-    pairs = pairs.loc[ctx.users[u] == pairs["user_id"].to_numpy()]
-    uidx = np.searchsorted(ctx.users, pairs["user_id"].to_numpy())
-    iidx = np.searchsorted(ctx.items, pairs["item_id"].to_numpy())
-    iidx_c = np.clip(iidx, 0, len(ctx.items) - 1)
-    in_vocab = ctx.items[iidx_c] == pairs["item_id"].to_numpy()
-    seen_before = np.zeros(len(pairs), dtype=bool)
-    if in_vocab.any():
-        seen_before[in_vocab] = np.asarray(ctx.seen[uidx[in_vocab], iidx_c[in_vocab]]).ravel() > 0
-    out = pairs.loc[~seen_before].reset_index(drop=True)
-    out["user_idx"] = np.searchsorted(ctx.users, out["user_id"].to_numpy())
-    known_item = np.zeros(len(out), dtype=bool)
-    ii = np.clip(np.searchsorted(ctx.items, out["item_id"].to_numpy()), 0, len(ctx.items) - 1)
-    match = ctx.items[ii] == out["item_id"].to_numpy()
-    known_item[match] = ctx.known[ii[match]]
-    out["item_known"] = known_item
-    return out
+    return Context(vocab=data.vocab, seen=binary(data.interactions), known=data.item_known,
+                   has_social=data.features["social"]["has_social"], events_day=ev["day"].to_numpy(),
+                   events_ui=(ev["user_idx"].to_numpy(), ev["item_idx"].to_numpy()), origin_day=data.origin_day)
 
 
 def as_recs(ctx: Context, users: np.ndarray, items: np.ndarray, ranks: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"user_id": ctx.users[users], "item_id": ctx.items[items], "rank": ranks})
+    return pd.DataFrame({"user_id": ctx.vocab.users[users], "item_id": ctx.vocab.items[items], "rank": ranks})
 
 
 def enforce_candidates(ctx: Context, recs: pd.DataFrame, k: int) -> tuple[pd.DataFrame, int]:
     """Drop recommended items outside the candidate rule (unknown, or in the user's full past) and
     re-rank; returns the list and how many rows were dropped."""
-    u = np.searchsorted(ctx.users, recs["user_id"].to_numpy())
-    i = np.searchsorted(ctx.items, recs["item_id"].to_numpy())
+    u = ctx.vocab.user_index(recs["user_id"])
+    i = ctx.vocab.item_index(recs["item_id"])
     bad = ~ctx.known[i] | (np.asarray(ctx.seen[u, i]).ravel() > 0)
     kept = recs.loc[~bad].sort_values(["user_id", "rank"]).copy()
     kept["rank"] = kept.groupby("user_id").cumcount() + 1
@@ -102,25 +75,24 @@ def enforce_candidates(ctx: Context, recs: pd.DataFrame, k: int) -> tuple[pd.Dat
 
 def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd.DataFrame) -> dict[str, Any]:
     """Per-(user, date) metrics of every list for one origin, plus timings and tuning choices."""
-    from bench import baselines
-    from fusion_tasks.fusion import methods
-    from fusion_tasks.fusion.candidates import load_pool
-
     config = RunConfig.from_dict({**conf, "as_of_date": day.isoformat(), "data_root": str(root.root)})
     kmax = max(KS)
     ctx = context(root, config, "final")
-    relevant = first_time_pairs(events, ctx, day, day + dt.timedelta(days=HORIZON_DAYS))
+    relevant = first_time_pairs(events, ctx.vocab, ctx.seen, day, day + dt.timedelta(days=HORIZON_DAYS))
+    items = relevant["item_idx"].to_numpy()
+    relevant["item_known"] = (items >= 0) & ctx.known[items]  # -1: an item new after D
     eval_users = np.unique(relevant["user_idx"].to_numpy())
-    in_eval = np.zeros(len(ctx.users), dtype=bool)
+    in_eval = np.zeros(len(ctx.vocab.users), dtype=bool)
     in_eval[eval_users] = True
 
     lists: dict[str, pd.DataFrame] = {}
     info: dict[str, Any] = {"dropped_by_candidate_rule": {}, "fit_seconds": {}, "score_seconds": {}, "params": {}}
     published = root.read_recommendations(day)
-    published = published.loc[published["user_id"].isin(ctx.users[eval_users]), ["user_id", "item_id", "rank"]]
+    published = published.loc[published["user_id"].isin(ctx.vocab.users[eval_users]), ["user_id", "item_id", "rank"]]
     lists["published (chosen fusion)"], info["dropped_by_candidate_rule"]["published"] = \
         enforce_candidates(ctx, published, kmax)
-    info["chosen_method"] = read_json(root.fused(day) / "metrics.json")["chosen_method"]
+    dag_metrics = root.read_published_metrics(day)
+    info["chosen_method"] = dag_metrics["chosen_method"]
 
     pool = load_pool(root, config, "final")
     pool = pool.loc[in_eval[pool["user_idx"].to_numpy()]].reset_index(drop=True)
@@ -143,7 +115,7 @@ def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd
 
     # baselines: tune on (D-90, D] with data up to D-90, refit on data up to D
     vctx = context(root, config, "test")
-    vrel = first_time_pairs(events, vctx, config.test_origin, day)
+    vrel = load_relevance(root, config, "test")
     active = np.asarray(vctx.seen.sum(axis=1)).ravel() > 0
     vrel = vrel.loc[active[vrel["user_idx"].to_numpy()]]
     vusers = np.unique(vrel["user_idx"].to_numpy())
@@ -155,7 +127,8 @@ def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd
                                           events=vctx.events_ui, item_known=vctx.known,
                                           seed=config.seed_for(name, "test"))
             u, i, r, _ = baselines.top_k(model, vusers, vctx.known, vctx.seen, 10)
-            ndcg = float(per_user_metrics(as_recs(vctx, u, i, r), vrel[["user_id", "item_id"]], 10)["ndcg"].mean())
+            recs = pd.DataFrame({"user_idx": u, "item_idx": i, "rank": r})
+            ndcg = float(per_user_metrics(recs, vrel, 10)["ndcg"].mean())
             tried.append({"params": params, "validation_ndcg@10": ndcg})
             if ndcg > best_ndcg:
                 best, best_ndcg = params, ndcg
@@ -169,20 +142,16 @@ def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd
         lists[f"baseline: {name}"] = as_recs(ctx, u, i, r)
 
     # relevance variants and segments
-    popularity = np.asarray(ctx.seen.sum(axis=0)).ravel()
     catalogue = int(ctx.known.sum())
-    known_idx = np.flatnonzero(ctx.known)
-    head_n = int(np.ceil(LONG_TAIL_HEAD_SHARE * catalogue))
-    head = set(ctx.items[known_idx[np.argsort(-popularity[known_idx], kind="stable")[:head_n]]].tolist())
-    history = np.asarray(ctx.seen.sum(axis=1)).ravel()
     rel = relevant[["user_id", "item_id"]]
     ui = relevant["user_idx"].to_numpy()
+    head = (items >= 0) & head_items(ctx.seen, ctx.known)[items]
     variants = {
         "main": rel,
         "known_items": rel.loc[relevant["item_known"].to_numpy()],
-        f"users_with_at_most_{COLD_MAX_HISTORY}_past_interactions": rel.loc[history[ui] <= COLD_MAX_HISTORY],
+        f"users_with_at_most_{COLD_USER_MAX_HISTORY}_past_interactions": rel.loc[cold_users(ctx.seen)[ui]],
         "users_without_trust_edges": rel.loc[~ctx.has_social[ui]],
-        "long_tail_items": rel.loc[~relevant["item_id"].isin(head).to_numpy()],
+        "long_tail_items": rel.loc[~head],
     }
     rows = []
     coverage: dict[str, dict[str, float]] = {}
@@ -198,7 +167,7 @@ def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd
     info.update(date=day.isoformat(), catalogue=catalogue, users_evaluated=int(len(eval_users)),
                 relevant_pairs=int(len(relevant)), relevant_known_share=float(relevant["item_known"].mean()),
                 validation_users=int(len(vusers)), coverage=coverage,
-                dag_holdout=_dag_holdout(root, day))
+                dag_holdout=_dag_holdout(dag_metrics))
     return {"per_user": pd.concat(rows, ignore_index=True), "info": info}
 
 
@@ -216,10 +185,6 @@ def ablation_lists(root: DataRoot, config: RunConfig, pool: pd.DataFrame, fitted
     pool is the list. "all modalities" reuses the DAG's own fits (so it is the published choice);
     "all, no deep fusion" chooses among the other methods only.
     """
-    from fusion_tasks import models
-    from fusion_tasks.fusion import methods
-    from fusion_tasks.fusion.candidates import context_columns
-
     kmax = max(KS)
     folds = methods.fold_pools(root, config)
     names = methods.model_names_in(pool)
@@ -242,8 +207,7 @@ def ablation_lists(root: DataRoot, config: RunConfig, pool: pd.DataFrame, fitted
     return out
 
 
-def _dag_holdout(root: DataRoot, day: dt.date) -> dict[str, Any]:
-    report = root.read_published_metrics(day)
+def _dag_holdout(report: dict[str, Any]) -> dict[str, Any]:
     return {"chosen": report["chosen_method"], "k": report["k"],
             "ndcg": {m: v["ndcg"] for m, v in report["metrics"].items()},
             "cv_ndcg": {m: v.get("cv_ndcg") for m, v in report["fusion"].items()}}
