@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from bench.quality.importing import ensure_import
 from bench.quality.report import markdown, plot_per_origin
 from bench.quality.running import CONF, run_date
 from bench.quality.scoring import HORIZON_DAYS, aggregate, all_behaviour, evaluate_date
-from fusion_tasks.config import PROJECT_ROOT, default_ciao_dir
+from fusion_tasks.config import PROJECT_ROOT, default_ciao_dir, default_data_root
 from fusion_tasks.progress import Progress
 from fusion_tasks.storage import DataRoot
 
@@ -37,7 +36,8 @@ DATES = ["2009-01-01", "2009-04-01", "2009-07-01", "2009-10-01",
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=None)
     parser.add_argument("--source", type=Path, default=default_ciao_dir())
     parser.add_argument("--dates", default=",".join(DATES))
@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{sys.executable} -m pip install -r bench/requirements.txt", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    data_root = Path(os.environ.get("FUSION_DATA_ROOT") or PROJECT_ROOT / "var")
-    root = DataRoot(args.root or data_root / "bench-ciao")
+    root = DataRoot(args.root or default_data_root() / "bench-ciao")
     conf = {**CONF, **json.loads(args.conf)}
     dates = [dt.date.fromisoformat(d) for d in args.dates.split(",")]
     timings: dict[str, Any] = {"import": ensure_import(args.source, root)}

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.quality import OUT
+from fusion_tasks import models
 from fusion_tasks.config import PROJECT_ROOT, RunConfig
+from fusion_tasks.fusion.candidates import enabled_models
+from fusion_tasks.pipeline import run_all
 from fusion_tasks.storage import DataRoot, read_json
 
 # DAG run settings for Ciao (see BENCHMARKS.md): 90-day holdout/validation windows (Ciao is sparse:
@@ -26,6 +29,7 @@ from fusion_tasks.storage import DataRoot, read_json
 CONF: dict[str, Any] = {"holdout_days": 90, "validation_days": 90, "n_folds": 3, "ndcg_floor": 0.0,
                         "top_k": 20, "candidates_per_model": 50, "regression_tolerance": 1.0}
 GATE_ONLY = ("ndcg_floor", "regression_tolerance")  # decide publishing only: a run differing in them is reused
+_PREPARED: set[str] = set()  # Airflow homes migrated, with the training pool, by this process
 
 
 def airflow_env(root: DataRoot) -> dict[str, str]:
@@ -42,33 +46,34 @@ def dag_log(day: dt.date | str) -> Path:
     return OUT / "logs" / f"dags-test-{day}.log"
 
 
-def _published_with(root: DataRoot, day: dt.date, conf: dict[str, Any]) -> bool:
+def _published_with(root: DataRoot, config: RunConfig, conf: dict[str, Any]) -> bool:
+    day = config.as_of_date
     if not root.metrics_path(day).exists():
         return False
     published = root.read_published_metrics(day).get("config", {})
     pools = root.fused(day) / "pools.json"
-    from fusion_tasks.fusion.candidates import enabled_models
-
-    current = enabled_models(RunConfig.from_dict({**conf, "as_of_date": day.isoformat(), "data_root": str(root.root)}))
-    if not pools.is_file() or read_json(pools)["models"] != current:
+    if not pools.is_file() or read_json(pools)["models"] != enabled_models(config):
         return False  # published by an older pipeline with another set of base models
     return all(published.get(key) == value for key, value in conf.items() if key not in GATE_ONLY)
 
 
 def run_date(root: DataRoot, day: dt.date, conf: dict[str, Any], runner: str, force: bool = False) -> dict[str, Any]:
+    """Run the DAG for ``day`` with ``runner`` unless it is already published with ``conf``; returns
+    the runner, its wall seconds and the fit seconds of every base model."""
     t0 = time.perf_counter()
+    config = RunConfig.from_dict({**conf, "as_of_date": day.isoformat(), "data_root": str(root.root)})
     out: dict[str, Any] = {"runner": runner}
-    if runner != "none" and not force and _published_with(root, day, conf):
+    if runner != "none" and not force and _published_with(root, config, conf):
         out["runner"] = f"{runner} (reused: already published with the same settings)"
         runner = "none"
     if runner == "airflow":
         env = airflow_env(root)
         airflow = str(Path(sys.executable).with_name("airflow"))
-        if not getattr(run_date, "_prepared", False):
+        if env["AIRFLOW_HOME"] not in _PREPARED:
             subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
             subprocess.run([airflow, "pools", "set", "fusion_training", "2", "model training"], env=env,
                            check=True, capture_output=True)
-            run_date._prepared = True  # type: ignore[attr-defined]
+            _PREPARED.add(env["AIRFLOW_HOME"])
         log_path = dag_log(day)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as handle:
@@ -78,14 +83,13 @@ def run_date(root: DataRoot, day: dt.date, conf: dict[str, Any], runner: str, fo
         if done.returncode != 0 or not root.recommendations_path(day).exists():
             raise RuntimeError(f"airflow dags test for {day} failed (exit {done.returncode}); see {log_path}")
     elif runner == "pipeline":
-        from fusion_tasks.pipeline import run_all
-
-        result = run_all(RunConfig.from_dict({**conf, "as_of_date": day.isoformat(), "data_root": str(root.root)}))
+        result = run_all(config)
         if "published" not in result:
             raise RuntimeError(f"{day}: the quality gate did not pass: {result['gate']}")
     out["seconds"] = round(time.perf_counter() - t0, 1)
     out["fit_seconds"] = {}
-    for folder in sorted((root.root / "models").glob(f"*/ds={day.isoformat()}/manifest.json")):
-        manifest = read_json(folder)
-        out["fit_seconds"][manifest["model"]] = {o: f["fit_seconds"] for o, f in manifest["fits"].items()}
+    for name in sorted(models.REGISTRY):
+        path = models.manifest_path(root, config, name)
+        if path.is_file():
+            out["fit_seconds"][name] = {o: f["fit_seconds"] for o, f in read_json(path)["fits"].items()}
     return out
