@@ -171,8 +171,9 @@ def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd
     return {"per_user": pd.concat(rows, ignore_index=True), "info": info}
 
 
-ABLATIONS = {"behavior only": ("behavior",), "behavior + content": ("behavior", "content"),
-             "behavior + social": ("behavior", "social")}
+# the modality subsets fused in the ablation: behaviour alone and with each other registered modality
+ABLATIONS = {"behavior only": ("behavior",),
+             **{f"behavior + {name}": ("behavior", name) for name in modalities.REGISTRY if name != "behavior"}}
 
 
 def ablation_lists(root: DataRoot, config: RunConfig, pool: pd.DataFrame, fitted: dict[str, dict[str, Any]],

@@ -31,6 +31,11 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "result": result}
 
 
+def test_the_ablation_fuses_behaviour_alone_and_with_each_other_registered_modality() -> None:
+    assert scoring.ABLATIONS == {"behavior only": ("behavior",), "behavior + content": ("behavior", "content"),
+                                 "behavior + social": ("behavior", "social")}
+
+
 def test_the_ablation_refits_the_fusion_on_fewer_modalities(evaluated: dict) -> None:
     info = evaluated["result"]["info"]
     lists = set(evaluated["result"]["per_user"]["list"])
