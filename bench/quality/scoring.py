@@ -20,11 +20,14 @@ from fusion_tasks.evaluation.report import COLD_USER_MAX_HISTORY, cold_users, he
 from fusion_tasks.fusion import methods
 from fusion_tasks.fusion.candidates import context_columns, load_pool
 from fusion_tasks.modalities import Vocabulary
-from fusion_tasks.storage import DataRoot
+from fusion_tasks.storage import DataRoot, read_parquet
 from fusion_tasks.training_data import TrainingData, load_relevance
 
 HORIZON_DAYS = 90
 KS = (10, 20)
+# the modality subsets fused in the ablation: behaviour alone and with each other registered modality
+ABLATIONS = {"behavior only": ("behavior",),
+             **{f"behavior + {name}": ("behavior", name) for name in modalities.REGISTRY if name != "behavior"}}
 
 
 def all_behaviour(root: DataRoot, until: dt.date) -> pd.DataFrame:
@@ -32,7 +35,7 @@ def all_behaviour(root: DataRoot, until: dt.date) -> pd.DataFrame:
     config = RunConfig(as_of_date=until, data_root=root.root)
     if not root.staged("behavior", until).is_file():
         modalities.get("behavior").extract(root, config)
-    frame = pd.read_parquet(root.staged("behavior", until), columns=["user_id", "item_id", "timestamp"])
+    frame = read_parquet(root.staged("behavior", until), columns=["user_id", "item_id", "timestamp"])
     return frame.assign(user_id=frame["user_id"].astype(str), item_id=frame["item_id"].astype(str))
 
 
@@ -171,11 +174,6 @@ def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd
     return {"per_user": pd.concat(rows, ignore_index=True), "info": info}
 
 
-# the modality subsets fused in the ablation: behaviour alone and with each other registered modality
-ABLATIONS = {"behavior only": ("behavior",),
-             **{f"behavior + {name}": ("behavior", name) for name in modalities.REGISTRY if name != "behavior"}}
-
-
 def ablation_lists(root: DataRoot, config: RunConfig, pool: pd.DataFrame, fitted: dict[str, dict[str, Any]],
                    info: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """The published fusion refitted on fewer modalities, and without the deep fusion method.
@@ -216,6 +214,8 @@ def _dag_holdout(report: dict[str, Any]) -> dict[str, Any]:
 
 def aggregate(per_date: list[dict[str, Any]], conf: dict[str, Any], dates: list[dt.date],
               timings: dict[str, Any]) -> dict[str, Any]:
+    """The origins pooled: a table per variant and segment, the paired comparisons of the headline and
+    of the ablation, NDCG@10 per origin and list, and mean seconds per date (the raw numbers of the report)."""
     frame = pd.concat([p["per_user"] for p in per_date], ignore_index=True)
     infos = [p["info"] for p in per_date]
     tables: dict[str, dict[str, Any]] = {}
