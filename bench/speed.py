@@ -202,7 +202,8 @@ def stages_section(ciao_date: str) -> list[str]:
     ciao = default_ciao_dir()
     note = ""
     if (ciao / "rating_with_timestamp.mat").is_file():
-        from bench.quality import CONF, ensure_import
+        from bench.quality.importing import ensure_import
+        from bench.quality.running import CONF
         from fusion_tasks.storage import DataRoot
 
         root = DataRoot(default_data_root() / "bench-ciao")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from fusion_tasks import models
 from fusion_tasks.config import RunConfig
@@ -24,6 +25,23 @@ from fusion_tasks.training_data import TrainingData, load_relevance
 
 LONG_TAIL_HEAD_SHARE = 0.2  # the 20% most interacted-with items are the head; the rest is the long tail
 COLD_USER_MAX_HISTORY = 5
+
+
+def cold_users(seen: sparse.spmatrix) -> np.ndarray:
+    """A mask over the users of ``seen`` (users x items, non-zero: done before the origin): those with
+    at most ``COLD_USER_MAX_HISTORY`` past items."""
+    return np.asarray((seen != 0).sum(axis=1)).ravel() <= COLD_USER_MAX_HISTORY
+
+
+def head_items(seen: sparse.spmatrix, item_known: np.ndarray) -> np.ndarray:
+    """A mask over items: the ``LONG_TAIL_HEAD_SHARE`` of the items known by the origin that most users
+    did (``seen`` as in ``cold_users``; ties: the lower index first). The other items are the long tail."""
+    popularity = np.asarray((seen != 0).sum(axis=0)).ravel()
+    known = np.flatnonzero(item_known)
+    head = known[np.argsort(-popularity[known], kind="stable")[: int(np.ceil(LONG_TAIL_HEAD_SHARE * len(known)))]]
+    mask = np.zeros(len(item_known), dtype=bool)
+    mask[head] = True
+    return mask
 
 
 def rankings(pool: pd.DataFrame, fitted: dict[str, dict[str, Any]], k: int) -> dict[str, pd.DataFrame]:

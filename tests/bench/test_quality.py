@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from bench import quality
+from bench.quality import report, scoring
 from fusion_tasks.config import RunConfig
 from fusion_tasks.pipeline import run_all
 from fusion_tasks.storage import DataRoot
@@ -26,19 +26,24 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = DataRoot(tmp_path_factory.mktemp("bench-quality"))
     generate(root, SPEC)
     run_all(RunConfig.from_dict({**CONF, "as_of_date": D.isoformat(), "data_root": str(root.root)}))
-    events = quality.all_behaviour(root, SPEC.end)
-    result = quality.evaluate_date(root, D, CONF, events)
+    events = scoring.all_behaviour(root, SPEC.end)
+    result = scoring.evaluate_date(root, D, CONF, events)
     return {"root": root, "result": result}
+
+
+def test_the_ablation_fuses_behaviour_alone_and_with_each_other_registered_modality() -> None:
+    assert scoring.ABLATIONS == {"behavior only": ("behavior",), "behavior + content": ("behavior", "content"),
+                                 "behavior + social": ("behavior", "social")}
 
 
 def test_the_ablation_refits_the_fusion_on_fewer_modalities(evaluated: dict) -> None:
     info = evaluated["result"]["info"]
     lists = set(evaluated["result"]["per_user"]["list"])
-    expected = {f"ablation: {label}" for label in (*quality.ABLATIONS, "all modalities", "all, no deep fusion")}
+    expected = {f"ablation: {label}" for label in (*scoring.ABLATIONS, "all modalities", "all, no deep fusion")}
     assert expected <= lists
     assert info["ablation"]["all modalities"]["chosen"] == info["chosen_method"]
     assert info["ablation"]["all, no deep fusion"]["chosen"] in ("weighted_sum", "stacking")
-    for label in quality.ABLATIONS:
+    for label in scoring.ABLATIONS:
         assert set(info["ablation"][label]["cv_ndcg"]) == {"weighted_sum", "stacking", "deep_fusion"}
 
 
@@ -51,13 +56,13 @@ def test_all_modalities_reproduces_the_published_list(evaluated: dict) -> None:
 
 
 def test_the_report_has_the_ablation_table_the_time_aware_baseline_and_the_plot(evaluated: dict, tmp_path) -> None:
-    result = quality.aggregate([evaluated["result"]], CONF, [D], {"runs": {}})
+    result = scoring.aggregate([evaluated["result"]], CONF, [D], {"runs": {}})
     assert set(result["ablation"]) >= {"behavior only", "behavior + content", "behavior + social"}
     assert result["ablation"]["all modalities"]["diff_vs_all"] == 0.0
     assert "baseline: DecayedPop" in result["tables"]["main@10"]
-    path = quality.plot_per_origin(result, tmp_path / "plot.png")
+    path = report.plot_per_origin(result, tmp_path / "plot.png")
     assert path.stat().st_size > 10_000 and path.read_bytes()[:4] == b"\x89PNG"
     result["plot"] = "bench/plots/quality_ndcg_per_origin.png"
-    text = quality.markdown(result)
+    text = report.markdown(result)
     assert "## Modality ablation" in text and "| behavior only |" in text
     assert "![NDCG@10 per origin and list](bench/plots/quality_ndcg_per_origin.png)" in text
