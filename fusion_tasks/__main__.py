@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"as of {args.date}: holdout {report['holdout']['origin']}..{report['holdout']['end']}, "
               f"{report['n_users_evaluated']} users evaluated, K={report['k']}, * = published method")
         print(summary_table(report))
+        shares = sorted(report.get("contribution_share", {}).items(), key=lambda item: -item[1])
+        print("share of the published scores: " + ", ".join(f"{group} {share:.0%}" for group, share in shares))
         print(f"published table: {root.published('recommendations', args.date)}")
     elif args.command == "db":
         return _database_command(args, root)
