@@ -72,7 +72,7 @@ def read_metrics(root: DataRoot, day: dt.date) -> dict[str, Any] | None:
 
 def listed_dates(root: DataRoot) -> list[dt.date]:
     """Dates with a published metrics entry, readable or not (a broken link is listed, to be marked)."""
-    base = root.root / "published" / "metrics"
+    base = root.published_dir("metrics")
     days = set(root.published_dates("metrics"))
     if base.is_dir():
         for entry in base.iterdir():

@@ -140,7 +140,7 @@ def generate(root: DataRoot, spec: SyntheticSpec = SyntheticSpec()) -> dict[str,
         "users_without_ties": int(no_ties.sum()), "late_users": int((join_day > 0).sum()),
         "seed": spec.seed,
     }
-    write_json(root.root / "landing" / "_synthetic.json", summary)
+    write_json(root.landing_summary("synthetic"), summary)
     return summary
 
 

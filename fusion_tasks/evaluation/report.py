@@ -77,7 +77,7 @@ def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
         "base_models": methods.model_names_in(pool),
         "tuning": {name: models.load_tuning(root, config, name) for name in methods.model_names_in(pool)},
     }
-    write_json(root.fused(config.as_of_date) / "metrics.json", report)
+    write_json(root.fused_metrics(config.as_of_date), report)
     return report
 
 
@@ -109,7 +109,7 @@ def quality_gate(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     ``config.ndcg_floor`` or below the last published date's by more than
     ``config.regression_tolerance`` (relative). The caller decides how to surface a failure.
     """
-    report = read_json(root.fused(config.as_of_date) / "metrics.json")
+    report = read_json(root.fused_metrics(config.as_of_date))
     method = report["chosen_method"]
     ndcg = report["metrics"][method]["ndcg"]
     decision: dict[str, Any] = {"method": method, "ndcg": ndcg, "floor": config.ndcg_floor,
@@ -127,5 +127,5 @@ def quality_gate(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     if ndcg < config.ndcg_floor:
         decision.update(passed=False, kind="floor", reason=(
             f"{method} NDCG@{report['k']} {ndcg:.4f} is below the floor {config.ndcg_floor:.4f}"))
-    write_json(root.fused(config.as_of_date) / "gate.json", decision)
+    write_json(root.fused_gate(config.as_of_date), decision)
     return decision
