@@ -100,11 +100,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def replace_folder(folder: Path, write: Callable[[Path], None]) -> Path:
-    """Build a folder atomically: ``write(tmp)`` fills a temporary sibling, which then replaces ``folder``.
+    """Build a folder atomically: ``write(tmp)`` fills a temporary sibling, whose files are synced to
+    disk before it replaces ``folder``; the parent is synced after.
 
-    A reader sees the old folder or the new one. When ``write`` raises (e.g. ``ENOSPC``), the
-    temporary folder is removed and ``folder`` is left as it was. Replacing a folder takes two
-    renames (old aside, new in); a crash between them leaves ``folder`` absent, never partial.
+    A reader sees the old folder or the new one, complete (also after a power loss). When ``write``
+    or a sync raises (e.g. ``ENOSPC``, ``EIO``), the temporary folder is removed and ``folder`` is left
+    as it was. Replacing a folder takes two renames (old aside, new in); a crash between them leaves
+    ``folder`` absent, never partial.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +114,7 @@ def replace_folder(folder: Path, write: Callable[[Path], None]) -> Path:
     tmp.mkdir()
     try:
         write(tmp)
+        _fsync_tree(tmp)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.old")
             os.rename(folder, old)
@@ -122,6 +125,7 @@ def replace_folder(folder: Path, write: Callable[[Path], None]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fsync(folder.parent)
     return folder
 
 
@@ -395,8 +399,8 @@ def stage_version(root: DataRoot, day: dt.date, writers: dict[str, Any], *,
 
     ``writers[kind]`` is a callable ``(folder: Path) -> None`` that writes the files of that kind into an
     empty folder ``.versions/ds=D/v-<attempt>/``; then the manifest (``manifest_extra``, file sizes and
-    sha256) is written and the folder synced. Every kind of one call shares the attempt id: it is the
-    version id. Returns the staged folder of each kind.
+    sha256) is written and the folder and its files synced. Every kind of one call shares the attempt id:
+    it is the version id. Returns the staged folder of each kind.
     """
     attempt = attempt or new_version_id()
     staged: dict[str, Path] = {}
@@ -412,7 +416,7 @@ def stage_version(root: DataRoot, day: dt.date, writers: dict[str, Any], *,
         }
         write_json(staging / MANIFEST, {"ds": ds(day), "attempt": attempt, "files": entries,
                                         **(manifest_extra or {})})
-        _fsync_dir(staging)
+        _fsync_tree(staging)
         staged[kind] = staging
     return staged
 
@@ -496,10 +500,19 @@ def _swap_symlink(link: Path, target: Path) -> None:
     tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex}.lnk")
     os.symlink(os.path.relpath(target, link.parent), tmp)
     os.replace(tmp, link)  # rename(2) is atomic: readers see the old or the new target
-    _fsync_dir(link.parent)
+    _fsync(link.parent)
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` to disk, the deepest first."""
+    for parent, _folders, files in os.walk(folder, topdown=False):
+        for name in files:
+            _fsync(Path(parent) / name)
+        _fsync(Path(parent))
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or a folder (its entries) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

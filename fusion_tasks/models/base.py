@@ -52,8 +52,9 @@ class BaseRecommender:
     def save(self, folder: Path) -> Path:
         """Write ``params.json`` and ``state.npz`` (and ``_save_extra``'s files) into ``folder``; returns it.
 
-        Atomic: everything is written into a temporary sibling folder that then replaces ``folder``,
-        so a failed write (a full disk) leaves the previous artefacts, never a truncated file.
+        Atomic (``storage.replace_folder``): everything is written into a temporary sibling folder, synced
+        to disk, that then replaces ``folder``; a failed write (a full disk) leaves the previous artefacts
+        and no partial folder.
         """
         return replace_folder(Path(folder), self._write_artefacts)
 
