@@ -13,6 +13,7 @@ from fusion_tasks.contract import COLUMNS, CONTRIBUTIONS
 from fusion_tasks.fusion import methods
 from fusion_tasks.fusion.candidates import load_pool
 from fusion_tasks.gate_text import describe_gate
+from fusion_tasks.metrics_schema import checked_metrics
 from fusion_tasks.sinks import REGISTRY as SINKS
 from fusion_tasks.sinks import (
     Database,
@@ -122,8 +123,9 @@ def extraction_summary(root: DataRoot, config: RunConfig) -> dict[str, dict[str,
 def publish(root: DataRoot, config: RunConfig, database: Database | None = None) -> dict[str, Any]:
     """Publish D's recommendations and metrics to every sink of ``config.sinks``, as one new version.
 
-    Refuses (``PermissionError``) when the quality gate did not pass for D. ``database`` is the database
-    sink's database (default: the embedded SQLite of the data root).
+    Refuses (``PermissionError``) when the quality gate did not pass for D, and (``MetricsSchemaError``) when
+    the metrics would not follow ``fusion_tasks.metrics_schema.PUBLISHED_SCHEMA``. ``database`` is the
+    database sink's database (default: the embedded SQLite of the data root).
 
     Under the date's lock, every sink is *prepared* (written, not visible) before any is *committed*, so a
     sink that cannot take the version (unreachable, wrong credentials, an older schema) fails the publish
@@ -146,6 +148,7 @@ def publish(root: DataRoot, config: RunConfig, database: Database | None = None)
     report["extraction"] = extraction_summary(root, config)
     checksum = table_checksum(table)
     report["published_table"] = {"rows": len(table), "users": int(table["user_id"].nunique()), "checksum": checksum}
+    checked_metrics(report, f"the metrics to publish for {day.isoformat()}")
     publication = Publication(
         ds=config.as_of_date, version_id=new_version_id(), method=report["chosen_method"], table=table,
         metrics=report, checksum=checksum, gate_decision=describe_gate(gate, config.top_k),

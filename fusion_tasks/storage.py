@@ -262,7 +262,7 @@ class DataRoot:
         return self.fused(day) / f"{method}.json"
 
     def fused_metrics(self, day: dt.date) -> Path:
-        """The holdout report, before publishing."""
+        """The holdout report (``fusion_tasks.metrics_schema.EVALUATION_SCHEMA``), before publishing."""
         return self.fused(day) / "metrics.json"
 
     def fused_gate(self, day: dt.date) -> Path:
@@ -300,6 +300,8 @@ class DataRoot:
         return read_published(self, "recommendations", day, lambda f: read_parquet(f / RECOMMENDATIONS_FILE))
 
     def read_published_metrics(self, day: dt.date) -> dict[str, Any]:
+        """The published metrics of ``day`` as written; ``fusion_tasks.metrics_schema.read_published_metrics``
+        also checks them against their schema."""
         return read_published(self, "metrics", day, lambda f: read_json(f / METRICS_FILE))
 
     def read_published_version(self, day: dt.date, attempts: int = 50) -> tuple[str, pd.DataFrame, dict[str, Any]]:

@@ -19,6 +19,7 @@ from fusion_tasks.config import RunConfig
 from fusion_tasks.evaluation.metrics import METRICS, evaluate
 from fusion_tasks.fusion import methods
 from fusion_tasks.fusion.candidates import load_pool
+from fusion_tasks.metrics_schema import METRICS_SCHEMA_VERSION, validate_metrics
 from fusion_tasks.storage import DataRoot, read_json, write_json
 from fusion_tasks.training_data import TrainingData, load_relevance
 
@@ -35,7 +36,8 @@ def rankings(pool: pd.DataFrame, fitted: dict[str, dict[str, Any]], k: int) -> d
 
 
 def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
-    """Metrics of every model and method on the holdout; writes ``fused/ds=D/metrics.json``."""
+    """Metrics of every model and method on the holdout; writes ``fused/ds=D/metrics.json``, which follows
+    ``fusion_tasks.metrics_schema.EVALUATION_SCHEMA`` (checked before it is written)."""
     k = config.top_k
     pool = load_pool(root, config, "test")
     relevance = load_relevance(root, config, "test")
@@ -63,6 +65,7 @@ def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
         return {name: evaluate(recs, rel, catalogue, at) for name, recs in ranked.items()}
 
     report = {
+        "schema_version": METRICS_SCHEMA_VERSION,
         "as_of_date": config.as_of_date.isoformat(),
         "k": k,
         "holdout": {"origin": config.test_origin.isoformat(), "end": config.as_of_date.isoformat()},
@@ -77,6 +80,7 @@ def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
         "base_models": methods.model_names_in(pool),
         "tuning": {name: models.load_tuning(root, config, name) for name in methods.model_names_in(pool)},
     }
+    validate_metrics(report, published=False)
     write_json(root.fused_metrics(config.as_of_date), report)
     return report
 
