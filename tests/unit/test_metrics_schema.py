@@ -1,18 +1,34 @@
-"""The metrics.json schema: what it accepts, what it refuses (naming the key), other versions."""
+"""The metrics.json schema: what it accepts, what it refuses (naming the key), other versions, and its
+readers (the dashboard, the plugin's routes, the per-user API) marking a bad date instead of serving it.
+
+What a real pipeline run writes is checked in ``test_pipeline_quality.py`` (it reuses that run).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib.util
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from fusion_tasks.dashboard import dashboard_data
 from fusion_tasks.evaluation.metrics import METRICS
 from fusion_tasks.metrics_schema import (
     METRICS_SCHEMA_VERSION,
     PUBLICATION_PROPERTIES,
     MetricsSchemaError,
+    read_published_metrics,
     validate_metrics,
 )
+from fusion_tasks.serving import published_metrics
+from fusion_tasks.storage import DataRoot, publish_version
+
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+OLD, NEW = dt.date(2024, 4, 28), dt.date(2024, 4, 29)
 
 
 def metric_values(ndcg: float) -> dict[str, Any]:
@@ -117,3 +133,53 @@ def test_another_version_is_refused_saying_what_to_do(version, says):
         validate_metrics(payload)
     assert str(caught.value) == says
 
+
+# the readers ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def root(tmp_path: Path) -> DataRoot:
+    """NEW published with the current schema, OLD with metrics of before the version."""
+    root = DataRoot(tmp_path)
+    old = changed("schema_version", delete=True)
+    for day, payload in ((OLD, old), (NEW, published())):
+        publish_version(root, day, {"metrics": lambda folder, p=payload: (folder / "metrics.json").write_text(
+            json.dumps(p))})
+    return root
+
+
+def test_the_file_reader_names_the_date(root):
+    assert read_published_metrics(root, NEW) == published()
+    with pytest.raises(MetricsSchemaError, match=r"^metrics of 2024-04-28: missing key 'schema_version': "):
+        read_published_metrics(root, OLD)
+
+
+def test_the_dashboard_and_the_plugin_mark_a_date_of_another_version(root, monkeypatch):
+    data = dashboard_data(root)
+    assert data["dates"] == [NEW.isoformat()] and data["unreadable"] == [OLD.isoformat()]
+    monkeypatch.setenv("FUSION_DATA_ROOT", str(root.root))
+    spec = importlib.util.spec_from_file_location("fusion_plugin", PLUGINS / "fusion_plugin.py")
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    with TestClient(plugin.create_app(require_access=lambda: None)) as client:
+        assert client.get(f"/metrics/{NEW}").json()["metrics"]["weighted_sum"]["ndcg"] == 0.2
+        broken = client.get(f"/metrics/{OLD}")
+    assert broken.status_code == 500
+    assert broken.json()["detail"].startswith("metrics of 2024-04-28: missing key 'schema_version'")
+
+
+class OneRun:
+    """A database sink holding one published run (what ``Database.published_run`` returns)."""
+
+    def __init__(self, metrics: dict[str, Any]) -> None:
+        self.metrics = metrics
+
+    def has_schema(self) -> bool:
+        return True
+
+    def published_run(self, day: dt.date) -> dict[str, Any] | None:
+        return {"version_id": "abc", "metrics": self.metrics} if day == NEW else None
+
+
+def test_the_database_reader_checks_the_metrics_too():
+    assert published_metrics(OneRun(published()), NEW) == {"ds": NEW, "version": "abc", "metrics": published()}
+    with pytest.raises(MetricsSchemaError, match=r"^metrics of 2024-04-29 in the database sink: schema_version 0 "):
+        published_metrics(OneRun(changed("schema_version", 0)), NEW)
