@@ -108,7 +108,7 @@ def build_world(base: Path, users: int, items: int, days: int) -> tuple[World, R
     out = run_all(config)
     if "published" not in out:
         raise RuntimeError(f"the quality gate refused {spec.end}: {out['gate']}")
-    table = read_parquet(root.fused(spec.end) / "recommendations.parquet").sort_values(["user_id", "rank"])
+    table = read_parquet(root.fused_recommendations(spec.end)).sort_values(["user_id", "rank"])
     top = {str(user): group["item_id"].astype(str).tolist()[:K] for user, group in table.groupby("user_id")}
     return World(root.root, spec.end, len(table), top, {"SQLite": out["published"]["version"]}), config
 

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         for repeat in range(args.repeats):
             for mode in ("cold", "cached"):  # alternate, so drift in machine load hits both
                 root = base / f"{mode}-{repeat}"
-                shutil.copytree(world / "landing", root / "landing")
+                shutil.copytree(DataRoot(world).landing(), DataRoot(root).landing())
                 seconds, peak = _run_child(root, dates, mode)
                 runs[mode].append(seconds)
                 peaks[mode].append(peak)

@@ -107,11 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_gate(out["gate"], config.top_k))
     elif args.command == "show":
         from fusion_tasks.evaluation.report import summary_table
+        from fusion_tasks.metrics_schema import MetricsSchemaError, read_published_metrics
 
         if args.date not in root.published_dates("metrics"):
             print(f"nothing published for {args.date} under {root.root}", file=sys.stderr)
             return 1
-        report = root.read_published_metrics(args.date)
+        try:
+            report = read_published_metrics(root, args.date)
+        except MetricsSchemaError as err:
+            print(err, file=sys.stderr)
+            return 1
         print(f"as of {args.date}: holdout {report['holdout']['origin']}..{report['holdout']['end']}, "
               f"{report['n_users_evaluated']} users evaluated, K={report['k']}, * = published method")
         print(summary_table(report))

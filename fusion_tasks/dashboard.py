@@ -1,4 +1,5 @@
-"""What the dashboard shows, built from the published metrics only (``published/metrics/ds=D/metrics.json``).
+"""What the dashboard shows, built from the published metrics only (``published/metrics/ds=D/metrics.json``,
+read and checked by ``fusion_tasks.metrics_schema.read_published_metrics``).
 
 ``dashboard_data`` reads every published date and returns plain JSON: one value per published date
 (oldest first) for each series, ``None`` where a date lacks it. Model and method names come from the
@@ -13,6 +14,7 @@ import math
 from typing import Any
 
 from fusion_tasks.gate_text import describe_gate
+from fusion_tasks.metrics_schema import MetricsSchemaError, read_published_metrics
 from fusion_tasks.storage import DataRoot
 
 CHART_METRICS = ("ndcg", "recall", "hit_rate", "coverage")
@@ -50,29 +52,30 @@ def aggregate_metrics(payload: Any) -> dict[str, dict[str, float | int | None]]:
 
 class UnreadableMetricsError(ValueError):
     """A date's published metrics exist but cannot be read (bad JSON, a folder or a link loop in place,
-    a dangling link)."""
+    a dangling link) or do not follow the metrics schema (another version, a missing or mistyped key)."""
 
 
 def read_metrics(root: DataRoot, day: dt.date) -> dict[str, Any] | None:
-    """The published metrics of ``day``; None when the date has none; ``UnreadableMetricsError`` naming
-    the date when its entry is there but cannot be read."""
+    """The published metrics of ``day``, checked against the schema; None when the date has none;
+    ``UnreadableMetricsError`` naming the date when its entry is there but cannot be read or checked."""
     link = root.published("metrics", day)
     try:
-        payload = root.read_published_metrics(day)  # retries a read that races a publish
+        return read_published_metrics(root, day)  # retries a read that races a publish
     except FileNotFoundError:
         if link.is_symlink() and not link.exists():
             raise UnreadableMetricsError(f"metrics of {day.isoformat()} are unreadable: dangling link") from None
         return None
+    except MetricsSchemaError as err:  # names the date
+        raise UnreadableMetricsError(str(err)) from None
     except ValueError as err:
         raise UnreadableMetricsError(f"metrics of {day.isoformat()} are not valid JSON") from err
     except (OSError, RuntimeError) as err:  # a folder in place of the file (OSError), a link loop
         raise UnreadableMetricsError(f"metrics of {day.isoformat()} are unreadable: {type(err).__name__}") from err
-    return payload if isinstance(payload, dict) else {}
 
 
 def listed_dates(root: DataRoot) -> list[dt.date]:
     """Dates with a published metrics entry, readable or not (a broken link is listed, to be marked)."""
-    base = root.root / "published" / "metrics"
+    base = root.published_dir("metrics")
     days = set(root.published_dates("metrics"))
     if base.is_dir():
         for entry in base.iterdir():
@@ -94,7 +97,7 @@ def read_published(root: DataRoot) -> list[tuple[dt.date, dict[str, Any] | None]
             out.append((day, None))
             continue
         if payload is not None:  # None: unpublished between listing and reading
-            out.append((day, payload or None))
+            out.append((day, payload))
     return out
 
 

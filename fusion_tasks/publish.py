@@ -13,6 +13,7 @@ from fusion_tasks.contract import COLUMNS, CONTRIBUTIONS
 from fusion_tasks.fusion import methods
 from fusion_tasks.fusion.candidates import load_pool
 from fusion_tasks.gate_text import describe_gate
+from fusion_tasks.metrics_schema import checked_metrics
 from fusion_tasks.sinks import REGISTRY as SINKS
 from fusion_tasks.sinks import (
     Database,
@@ -46,9 +47,8 @@ def fuse_recommendations(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     ranked = methods.top_k(pool, scores, config.top_k)
     order = np.lexsort((pool["item_idx"].to_numpy(), -scores, pool["user_idx"].to_numpy()))
     best = order[pool.iloc[order].groupby("user_idx").cumcount().to_numpy() < config.top_k]
-    folder = root.features(config.as_of_date)
-    users = read_parquet(folder / "users.parquet")["user_id"].to_numpy()
-    items = read_parquet(folder / "items.parquet")["item_id"].to_numpy()
+    users = read_parquet(root.features_users(config.as_of_date))["user_id"].to_numpy()
+    items = read_parquet(root.features_items(config.as_of_date))["item_id"].to_numpy()
     table = pd.DataFrame({
         "user_id": users[ranked["user_idx"].to_numpy()],
         "item_id": items[ranked["item_idx"].to_numpy()],
@@ -59,7 +59,7 @@ def fuse_recommendations(root: DataRoot, config: RunConfig) -> dict[str, Any]:
         table[column] = parts[column].to_numpy()[best]
     catalogue = set(items.tolist())
     check_output_contract(table, config.top_k, catalogue)
-    path = write_parquet(table, root.fused(config.as_of_date) / "recommendations.parquet")
+    path = write_parquet(table, root.fused_recommendations(config.as_of_date))
     n_users = table["user_id"].nunique()
     return {"method": method, "path": str(path), "rows": len(table), "users": int(n_users),
             "users_in_scope": len(users), "users_with_fewer_than_k": int((table.groupby("user_id").size()
@@ -123,8 +123,9 @@ def extraction_summary(root: DataRoot, config: RunConfig) -> dict[str, dict[str,
 def publish(root: DataRoot, config: RunConfig, database: Database | None = None) -> dict[str, Any]:
     """Publish D's recommendations and metrics to every sink of ``config.sinks``, as one new version.
 
-    Refuses (``PermissionError``) when the quality gate did not pass for D. ``database`` is the database
-    sink's database (default: the embedded SQLite of the data root).
+    Refuses (``PermissionError``) when the quality gate did not pass for D, and (``MetricsSchemaError``) when
+    the metrics would not follow ``fusion_tasks.metrics_schema.PUBLISHED_SCHEMA``. ``database`` is the
+    database sink's database (default: the embedded SQLite of the data root).
 
     Under the date's lock, every sink is *prepared* (written, not visible) before any is *committed*, so a
     sink that cannot take the version (unreachable, wrong credentials, an older schema) fails the publish
@@ -133,14 +134,13 @@ def publish(root: DataRoot, config: RunConfig, database: Database | None = None)
     to all of them. Sinks that disagreed before this publish (a failure between two commits) are named
     in ``repaired``.
     """
-    fused = root.fused(config.as_of_date)
-    gate = read_json(fused / "gate.json")
+    day = config.as_of_date
+    gate = read_json(root.fused_gate(day))
     if not gate["passed"]:
         raise PermissionError(f"quality gate did not pass for {config.as_of_date}: {gate['reason']}")
-    table = read_parquet(fused / "recommendations.parquet")
-    check_output_contract(table, config.top_k, set(read_parquet(root.features(config.as_of_date) / "items.parquet")
-                                                   ["item_id"].tolist()))
-    report = read_json(fused / "metrics.json")
+    table = read_parquet(root.fused_recommendations(day))
+    check_output_contract(table, config.top_k, set(read_parquet(root.features_items(day))["item_id"].tolist()))
+    report = read_json(root.fused_metrics(day))
     report["gate"] = gate
     settings = {key: value for key, value in config.to_dict().items() if key != "data_root"}
     report["config"] = settings
@@ -148,6 +148,7 @@ def publish(root: DataRoot, config: RunConfig, database: Database | None = None)
     report["extraction"] = extraction_summary(root, config)
     checksum = table_checksum(table)
     report["published_table"] = {"rows": len(table), "users": int(table["user_id"].nunique()), "checksum": checksum}
+    checked_metrics(report, f"the metrics to publish for {day.isoformat()}")
     publication = Publication(
         ds=config.as_of_date, version_id=new_version_id(), method=report["chosen_method"], table=table,
         metrics=report, checksum=checksum, gate_decision=describe_gate(gate, config.top_k),

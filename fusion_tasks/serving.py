@@ -2,7 +2,8 @@
 
 ``user_recommendations`` is the body of ``GET /fusionrec/api/v1/recommendations/{user_id}``: the ranked items
 of a user for a published date, each with its score, its per-modality contributions, their shares and a
-sentence saying which modality the item is mostly recommended for.
+sentence saying which modality the item is mostly recommended for. ``published_metrics`` is the body of
+``GET /fusionrec/api/v1/metrics/{ds}`` before it is reduced to numbers.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from fusion_tasks.contract import CONTRIBUTION_GROUPS
+from fusion_tasks.metrics_schema import checked_metrics
 from fusion_tasks.sinks.database import Database
 from fusion_tasks.storage import DataRoot, atomic_path
 
@@ -66,6 +68,16 @@ def user_recommendations(database: Database, user_id: str, day: dt.date | None =
                       "contributions": contributions, "explanation": explain(contributions)})
     return {"user_id": user_id, "ds": published.isoformat(), "version": rows[0]["version_id"],
             "method": rows[0]["method"], "k": k, "items": items}
+
+
+def published_metrics(database: Database, day: dt.date) -> dict[str, Any]:
+    """``{"ds", "version", "metrics"}`` of ``day`` in the database sink, the metrics checked against the schema
+    (``MetricsSchemaError`` naming the date). Raises ``NotPublishedError`` when the date is not there."""
+    run = database.published_run(day) if database.has_schema() else None
+    if run is None:
+        raise NotPublishedError(f"no metrics published for {day.isoformat()}")
+    return {"ds": day, "version": run["version_id"],
+            "metrics": checked_metrics(run["metrics"], f"metrics of {day.isoformat()} in the database sink")}
 
 
 def export_csv(database: Database, root: DataRoot, day: dt.date) -> dict[str, Any]:

@@ -3,16 +3,26 @@
 This is the only module that knows the layout of the data root::
 
     landing/<modality>/date=YYYY-MM-DD/*.csv|*.parquet   what upstream systems drop
-    staged/<modality>/ds=D/data.parquet                   validated history as of D
-    staged/_cache/<modality>/                             each landing file's rows, validated once
+    landing/_<importer>.json                              what a generator or importer wrote there
+    staged/<modality>/ds=D/data.parquet, manifest.json    validated history as of D
+    staged/_cache/<modality>/index.json, *.parquet        each landing file's rows, validated once
     quarantine/<modality>/ds=D/rows.parquet               rejected rows, with a reason
-    features/ds=D/...                                     id vocabulary, interactions, windows
-    models/<model>/ds=D/origin=<name>/...                 fitted artefacts (npz / json / keras)
-    fused/ds=D/...                                        candidate pools, fusion parameters, metrics
+    features/ds=D/users.parquet, items.parquet            the id vocabulary of D
+    features/ds=D/relevance.parquet, manifest.json        each evaluation window's relevant pairs
+    models/<model>/ds=D/origin=<name>/                    one fitted model: params.json, state.npz
+    models/<model>/ds=D/manifest.json                     its tuning and fits
+    fused/ds=D/pool_origin=<name>.parquet, pools.json     candidate pools
+    fused/ds=D/<method>.json                              a fitted fusion method
+    fused/ds=D/metrics.json, gate.json                    the holdout report and the quality gate
+    fused/ds=D/recommendations.parquet                    the fused table, before publishing
     published/recommendations/ds=D -> .versions/...       the current version (atomic symlink)
     published/metrics/ds=D -> .versions/...               (both links name one version id)
     serving/fusionrec.sqlite                              the embedded database sink
     exports/ds=D/recommendations.csv                      what the example consumer DAG exports
+
+Every path is a ``DataRoot`` method, except the files of a folder that its writer fills before the
+folder is in place (a model folder, a published version) or that one module manages (the landing
+cache): those are named by the ``*_FILE`` constants below.
 
 Writes go to a temporary name first and are renamed into place, so a reader never sees half a
 file. Publishing switches a symlink, so a reader sees the old version or the new one, never a mix.
@@ -38,6 +48,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 PUBLISHED_KINDS = ("recommendations", "metrics")
+RECOMMENDATIONS_FILE = "recommendations.parquet"  # in a published recommendations version
+METRICS_FILE = "metrics.json"  # in a published metrics version
+MODEL_PARAMS_FILE = "params.json"  # in a model folder
+MODEL_STATE_FILE = "state.npz"  # in a model folder
+CACHE_INDEX_FILE = "index.json"  # in a modality's landing cache
 T = TypeVar("T")
 
 
@@ -85,11 +100,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def replace_folder(folder: Path, write: Callable[[Path], None]) -> Path:
-    """Build a folder atomically: ``write(tmp)`` fills a temporary sibling, which then replaces ``folder``.
+    """Build a folder atomically: ``write(tmp)`` fills a temporary sibling, whose files are synced to
+    disk before it replaces ``folder``; the parent is synced after.
 
-    A reader sees the old folder or the new one. When ``write`` raises (e.g. ``ENOSPC``), the
-    temporary folder is removed and ``folder`` is left as it was. Replacing a folder takes two
-    renames (old aside, new in); a crash between them leaves ``folder`` absent, never partial.
+    A reader sees the old folder or the new one, complete (also after a power loss). When ``write``
+    or a sync raises (e.g. ``ENOSPC``, ``EIO``), the temporary folder is removed and ``folder`` is left
+    as it was. Replacing a folder takes two renames (old aside, new in); a crash between them leaves
+    ``folder`` absent, never partial.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +114,7 @@ def replace_folder(folder: Path, write: Callable[[Path], None]) -> Path:
     tmp.mkdir()
     try:
         write(tmp)
+        _fsync_tree(tmp)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.old")
             os.rename(folder, old)
@@ -107,6 +125,7 @@ def replace_folder(folder: Path, write: Callable[[Path], None]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fsync(folder.parent)
     return folder
 
 
@@ -148,8 +167,14 @@ class DataRoot:
         self.root = Path(root).resolve()
 
     # landing ---------------------------------------------------------------------------------
-    def landing(self, modality: str) -> Path:
-        return self.root / "landing" / modality
+    def landing(self, modality: str | None = None) -> Path:
+        """The landing folder of ``modality`` (all modalities: None)."""
+        base = self.root / "landing"
+        return base / modality if modality else base
+
+    def landing_summary(self, importer: str) -> Path:
+        """What ``importer`` (``synthetic``, ``ciao_import``) says it wrote into the landing folder."""
+        return self.landing() / f"_{importer}.json"
 
     def landing_day(self, modality: str, day: dt.date) -> Path:
         return self.landing(modality) / f"date={ds(day)}"
@@ -199,38 +224,85 @@ class DataRoot:
     def features(self, day: dt.date) -> Path:
         return self.root / "features" / f"ds={ds(day)}"
 
+    def features_users(self, day: dt.date) -> Path:
+        """The user ids of D's vocabulary, in index order."""
+        return self.features(day) / "users.parquet"
+
+    def features_items(self, day: dt.date) -> Path:
+        """The item ids of D's vocabulary, in index order (D's catalogue)."""
+        return self.features(day) / "items.parquet"
+
+    def features_relevance(self, day: dt.date) -> Path:
+        """The relevant (user, item) pairs of every evaluation window of D."""
+        return self.features(day) / "relevance.parquet"
+
+    def features_manifest(self, day: dt.date) -> Path:
+        return self.features(day) / "manifest.json"
+
     def model_dir(self, model: str, day: dt.date, origin: str) -> Path:
         return self.root / "models" / model / f"ds={ds(day)}" / f"origin={origin}"
+
+    def model_manifest(self, model: str, day: dt.date) -> Path:
+        """The tuning and fits of ``model`` for D, beside its ``origin=`` folders."""
+        return self.root / "models" / model / f"ds={ds(day)}" / "manifest.json"
 
     def fused(self, day: dt.date) -> Path:
         return self.root / "fused" / f"ds={ds(day)}"
 
+    def fused_pool(self, day: dt.date, origin: str) -> Path:
+        """The candidate pool of one origin."""
+        return self.fused(day) / f"pool_origin={origin}.parquet"
+
+    def fused_pools(self, day: dt.date) -> Path:
+        """The pools' manifest: models, rows and users per origin."""
+        return self.fused(day) / "pools.json"
+
+    def fused_method(self, day: dt.date, method: str) -> Path:
+        """A fitted fusion method: its parameters and cross-validated NDCG."""
+        return self.fused(day) / f"{method}.json"
+
+    def fused_metrics(self, day: dt.date) -> Path:
+        """The holdout report (``fusion_tasks.metrics_schema.EVALUATION_SCHEMA``), before publishing."""
+        return self.fused(day) / "metrics.json"
+
+    def fused_gate(self, day: dt.date) -> Path:
+        """The quality gate's decision."""
+        return self.fused(day) / "gate.json"
+
+    def fused_recommendations(self, day: dt.date) -> Path:
+        """The fused top-K table, before publishing."""
+        return self.fused(day) / "recommendations.parquet"
+
     # published -------------------------------------------------------------------------------
+    def published_dir(self, kind: str) -> Path:
+        """The folder of every date's link (``ds=D``) of ``kind``."""
+        _check_kind(kind)
+        return self.root / "published" / kind
+
     def published(self, kind: str, day: dt.date) -> Path:
         """The path readers use: a symlink to the current version of ``kind`` for ``day``."""
-        _check_kind(kind)
-        return self.root / "published" / kind / f"ds={ds(day)}"
+        return self.published_dir(kind) / f"ds={ds(day)}"
 
     def published_versions(self, kind: str, day: dt.date) -> Path:
-        _check_kind(kind)
-        return self.root / "published" / kind / ".versions" / f"ds={ds(day)}"
+        return self.published_dir(kind) / ".versions" / f"ds={ds(day)}"
 
     def published_dates(self, kind: str = "metrics") -> list[dt.date]:
         """Dates with a current published version, sorted."""
-        base = self.root / "published" / kind
-        return [day for day in _partition_dates(base) if self.published(kind, day).exists()]
+        return [day for day in _partition_dates(self.published_dir(kind)) if self.published(kind, day).exists()]
 
     def recommendations_path(self, day: dt.date) -> Path:
-        return self.published("recommendations", day) / "recommendations.parquet"
+        return self.published("recommendations", day) / RECOMMENDATIONS_FILE
 
     def metrics_path(self, day: dt.date) -> Path:
-        return self.published("metrics", day) / "metrics.json"
+        return self.published("metrics", day) / METRICS_FILE
 
     def read_recommendations(self, day: dt.date) -> pd.DataFrame:
-        return read_published(self, "recommendations", day, lambda f: read_parquet(f / "recommendations.parquet"))
+        return read_published(self, "recommendations", day, lambda f: read_parquet(f / RECOMMENDATIONS_FILE))
 
     def read_published_metrics(self, day: dt.date) -> dict[str, Any]:
-        return read_published(self, "metrics", day, lambda f: read_json(f / "metrics.json"))
+        """The published metrics of ``day`` as written; ``fusion_tasks.metrics_schema.read_published_metrics``
+        also checks them against their schema."""
+        return read_published(self, "metrics", day, lambda f: read_json(f / METRICS_FILE))
 
     def read_published_version(self, day: dt.date, attempts: int = 50) -> tuple[str, pd.DataFrame, dict[str, Any]]:
         """(version id, recommendations, metrics) of the current version of ``day``, both of one version.
@@ -243,8 +315,8 @@ class DataRoot:
             try:
                 folders = {kind: self.published(kind, day).resolve(strict=True) for kind in PUBLISHED_KINDS}
                 if folders["recommendations"].name == folders["metrics"].name:
-                    table = read_parquet(folders["recommendations"] / "recommendations.parquet")
-                    metrics = read_json(folders["metrics"] / "metrics.json")
+                    table = read_parquet(folders["recommendations"] / RECOMMENDATIONS_FILE)
+                    metrics = read_json(folders["metrics"] / METRICS_FILE)
                     if all(self.published(k, day).resolve() == f for k, f in folders.items()):
                         return version_id_of(folders["metrics"]), table, metrics
             except FileNotFoundError:
@@ -329,8 +401,8 @@ def stage_version(root: DataRoot, day: dt.date, writers: dict[str, Any], *,
 
     ``writers[kind]`` is a callable ``(folder: Path) -> None`` that writes the files of that kind into an
     empty folder ``.versions/ds=D/v-<attempt>/``; then the manifest (``manifest_extra``, file sizes and
-    sha256) is written and the folder synced. Every kind of one call shares the attempt id: it is the
-    version id. Returns the staged folder of each kind.
+    sha256) is written and the folder and its files synced. Every kind of one call shares the attempt id:
+    it is the version id. Returns the staged folder of each kind.
     """
     attempt = attempt or new_version_id()
     staged: dict[str, Path] = {}
@@ -346,7 +418,7 @@ def stage_version(root: DataRoot, day: dt.date, writers: dict[str, Any], *,
         }
         write_json(staging / MANIFEST, {"ds": ds(day), "attempt": attempt, "files": entries,
                                         **(manifest_extra or {})})
-        _fsync_dir(staging)
+        _fsync_tree(staging)
         staged[kind] = staging
     return staged
 
@@ -430,10 +502,19 @@ def _swap_symlink(link: Path, target: Path) -> None:
     tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex}.lnk")
     os.symlink(os.path.relpath(target, link.parent), tmp)
     os.replace(tmp, link)  # rename(2) is atomic: readers see the old or the new target
-    _fsync_dir(link.parent)
+    _fsync(link.parent)
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` to disk, the deepest first."""
+    for parent, _folders, files in os.walk(folder, topdown=False):
+        for name in files:
+            _fsync(Path(parent) / name)
+        _fsync(Path(parent))
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or a folder (its entries) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -167,7 +167,7 @@ def generate(root: DataRoot, spec: SyntheticSpec = SyntheticSpec()) -> dict[str,
         "items_with_embedding": n_embedded,
         "seed": spec.seed,
     }
-    write_json(root.root / "landing" / "_synthetic.json", summary)
+    write_json(root.landing_summary("synthetic"), summary)
     return summary
 
 

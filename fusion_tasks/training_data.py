@@ -38,8 +38,8 @@ def build_training_data(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     vocab = Vocabulary(users=np.array(sorted(users), dtype=object).astype(str),
                        items=np.array(sorted(items), dtype=object).astype(str))
     folder = root.features(day)
-    write_parquet(pd.DataFrame({"user_id": vocab.users}), folder / "users.parquet")
-    write_parquet(pd.DataFrame({"item_id": vocab.items}), folder / "items.parquet")
+    write_parquet(pd.DataFrame({"user_id": vocab.users}), root.features_users(day))
+    write_parquet(pd.DataFrame({"item_id": vocab.items}), root.features_items(day))
 
     behavior = staged["behavior"]
     windows = []
@@ -57,7 +57,7 @@ def build_training_data(root: DataRoot, config: RunConfig) -> dict[str, Any]:
         rel = rel.merge(seen, how="left", indicator=True).query("_merge == 'left_only'").drop(columns="_merge")
         windows.append(rel.assign(origin=origin_name))
     relevance = pd.concat(windows, ignore_index=True).sort_values(["origin", "user_idx", "item_idx"])
-    write_parquet(relevance.reset_index(drop=True), folder / "relevance.parquet")
+    write_parquet(relevance.reset_index(drop=True), root.features_relevance(day))
     counts = relevance.groupby("origin")["user_idx"].nunique().to_dict()
     manifest = {
         "as_of_date": day.isoformat(),
@@ -71,7 +71,7 @@ def build_training_data(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     if counts.get("test", 0) == 0:
         raise ValueError(f"no user has new interactions in the holdout window ({config.test_origin}, {day}]; "
                          "a longer holdout_days or more history is needed")
-    write_json(folder / "manifest.json", manifest)
+    write_json(root.features_manifest(day), manifest)
     return manifest
 
 
@@ -122,9 +122,8 @@ class TrainingData:
         """Assemble the data of one origin from ``staged/`` and ``features/`` of the run's date."""
         day = config.as_of_date
         origin = config.origins()[origin_name]
-        folder = root.features(day)
-        vocab = Vocabulary(users=read_parquet(folder / "users.parquet")["user_id"].to_numpy(str),
-                           items=read_parquet(folder / "items.parquet")["item_id"].to_numpy(str))
+        vocab = Vocabulary(users=read_parquet(root.features_users(day))["user_id"].to_numpy(str),
+                           items=read_parquet(root.features_items(day))["item_id"].to_numpy(str))
         features = {}
         for name in config.modalities:
             modality = modalities.get(name)
@@ -154,9 +153,9 @@ class TrainingData:
 
 def load_relevance(root: DataRoot, config: RunConfig, origin_name: str) -> pd.DataFrame:
     """(user_idx, item_idx) pairs new to each user in the window after ``origin_name``."""
-    relevance = read_parquet(root.features(config.as_of_date) / "relevance.parquet")
+    relevance = read_parquet(root.features_relevance(config.as_of_date))
     return relevance.loc[relevance["origin"] == origin_name, ["user_idx", "item_idx"]].reset_index(drop=True)
 
 
 def load_manifest(root: DataRoot, config: RunConfig) -> dict[str, Any]:
-    return read_json(root.features(config.as_of_date) / "manifest.json")
+    return read_json(root.features_manifest(config.as_of_date))

@@ -6,7 +6,8 @@ The API server mounts a small FastAPI app under ``/fusionrec``, and the UI lists
 - ``GET /fusionrec/``                the dashboard page (charts drawn in the browser with the vendored uPlot)
 - ``GET /fusionrec/api/dashboard``   the JSON the page draws (see ``fusion_tasks.dashboard.dashboard_data``)
 - ``GET /fusionrec/dates``           ``{"dates": ["YYYY-MM-DD", ...]}``, oldest first
-- ``GET /fusionrec/metrics/{ds}``    ``{"ds": ..., "metrics": {name: {metric: number}}}``; 404 if not published
+- ``GET /fusionrec/metrics/{ds}``    ``{"ds": ..., "metrics": {name: {metric: number}}}``; 404 if not published,
+                                     500 naming the date if its metrics cannot be read or break the metrics schema
 - ``GET /fusionrec/static/...``      the page's script, style sheet and uPlot (code only, no data)
 
 and the per-user API, read from the database sink (the Airflow connection ``$FUSION_DATABASE_CONN_ID``,
@@ -51,10 +52,12 @@ def _data_root() -> Any:
 
 
 def _read_metrics(root: Any, day: dt.date) -> dict[str, Any] | None:
-    """The published metrics.json of ``day``, or None when that date has no published metrics.
+    """The published metrics.json of ``day``, checked against ``fusion_tasks.metrics_schema``, or None when
+    that date has no published metrics.
 
-    Raises ``UnreadableMetricsError`` naming the date when its entry is there but cannot be read (see
-    ``fusion_tasks.dashboard.read_metrics``), so a caller marks that one date and serves the others.
+    Raises ``UnreadableMetricsError`` naming the date when its entry is there but cannot be read or does not
+    follow the schema (see ``fusion_tasks.dashboard.read_metrics``), so a caller marks that one date and
+    serves the others.
     """
     from fusion_tasks.dashboard import read_metrics
 
@@ -165,7 +168,8 @@ def _api_router(guard: list[Any]) -> Any:
     from fastapi.openapi.utils import get_openapi
     from pydantic import BaseModel
 
-    from fusion_tasks.serving import MAX_K, NotPublishedError, user_recommendations
+    from fusion_tasks.metrics_schema import MetricsSchemaError
+    from fusion_tasks.serving import MAX_K, NotPublishedError, published_metrics, user_recommendations
     from fusion_tasks.sinks import SinkError
 
     log = logging.getLogger("fusionrec.api")
@@ -237,12 +241,14 @@ def _api_router(guard: list[Any]) -> Any:
     @router.get("/metrics/{ds}", response_model=Metrics, summary="A published date's metrics per model and fusion")
     def metrics(ds: dt.date) -> Any:
         try:
-            run = _database().published_run(ds) if _database().has_schema() else None
+            published = published_metrics(_database(), ds)
+        except NotPublishedError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
+        except MetricsSchemaError as err:  # this date only, as /metrics/{ds}
+            raise HTTPException(status_code=500, detail=str(err)) from None
         except SinkError as err:
             raise unavailable(err) from None
-        if run is None:
-            raise HTTPException(status_code=404, detail=f"no metrics published for {ds.isoformat()}")
-        return {"ds": ds, "version": run["version_id"], "metrics": aggregate_metrics(run["metrics"])}
+        return {**published, "metrics": aggregate_metrics(published["metrics"])}
 
     @router.get("/openapi.json", include_in_schema=False)
     def openapi() -> dict[str, Any]:

@@ -20,6 +20,7 @@ from fusion_tasks.config import RunConfig
 from fusion_tasks.evaluation.metrics import METRICS, evaluate
 from fusion_tasks.fusion import methods
 from fusion_tasks.fusion.candidates import load_pool
+from fusion_tasks.metrics_schema import METRICS_SCHEMA_VERSION, validate_metrics
 from fusion_tasks.storage import DataRoot, read_json, write_json
 from fusion_tasks.training_data import TrainingData, load_relevance
 
@@ -53,7 +54,8 @@ def rankings(pool: pd.DataFrame, fitted: dict[str, dict[str, Any]], k: int) -> d
 
 
 def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
-    """Metrics of every model and method on the holdout; writes ``fused/ds=D/metrics.json``."""
+    """Metrics of every model and method on the holdout; writes ``fused/ds=D/metrics.json``, which follows
+    ``fusion_tasks.metrics_schema.EVALUATION_SCHEMA`` (checked before it is written)."""
     k = config.top_k
     pool = load_pool(root, config, "test")
     relevance = load_relevance(root, config, "test")
@@ -81,6 +83,7 @@ def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
         return {name: evaluate(recs, rel, catalogue, at) for name, recs in ranked.items()}
 
     report = {
+        "schema_version": METRICS_SCHEMA_VERSION,
         "as_of_date": config.as_of_date.isoformat(),
         "k": k,
         "holdout": {"origin": config.test_origin.isoformat(), "end": config.as_of_date.isoformat()},
@@ -95,7 +98,8 @@ def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
         "base_models": methods.model_names_in(pool),
         "tuning": {name: models.load_tuning(root, config, name) for name in methods.model_names_in(pool)},
     }
-    write_json(root.fused(config.as_of_date) / "metrics.json", report)
+    validate_metrics(report, published=False)
+    write_json(root.fused_metrics(config.as_of_date), report)
     return report
 
 
@@ -127,7 +131,7 @@ def quality_gate(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     ``config.ndcg_floor`` or below the last published date's by more than
     ``config.regression_tolerance`` (relative). The caller decides how to surface a failure.
     """
-    report = read_json(root.fused(config.as_of_date) / "metrics.json")
+    report = read_json(root.fused_metrics(config.as_of_date))
     method = report["chosen_method"]
     ndcg = report["metrics"][method]["ndcg"]
     decision: dict[str, Any] = {"method": method, "ndcg": ndcg, "floor": config.ndcg_floor,
@@ -145,5 +149,5 @@ def quality_gate(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     if ndcg < config.ndcg_floor:
         decision.update(passed=False, kind="floor", reason=(
             f"{method} NDCG@{report['k']} {ndcg:.4f} is below the floor {config.ndcg_floor:.4f}"))
-    write_json(root.fused(config.as_of_date) / "gate.json", decision)
+    write_json(root.fused_gate(config.as_of_date), decision)
     return decision

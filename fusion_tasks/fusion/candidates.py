@@ -33,7 +33,7 @@ def context_columns(modalities) -> tuple[str, ...]:
 
 
 def pool_path(root: DataRoot, config: RunConfig, origin: str):
-    return root.fused(config.as_of_date) / f"pool_origin={origin}.parquet"
+    return root.fused_pool(config.as_of_date, origin)
 
 
 def enabled_models(config: RunConfig) -> list[str]:
@@ -63,7 +63,7 @@ def build_pools(root: DataRoot, config: RunConfig, model_names: list[str]) -> di
         write_parquet(pool, pool_path(root, config, origin))
         manifest["origins"][origin] = {"rows": len(pool), "users": len(users),
                                        "catalogue": int(data.item_known.sum())}
-    write_json(root.fused(config.as_of_date) / "pools.json", manifest)
+    write_json(root.fused_pools(config.as_of_date), manifest)
     return manifest
 
 

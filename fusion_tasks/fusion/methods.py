@@ -69,12 +69,12 @@ def fit_method(root: DataRoot, config: RunConfig, name: str) -> dict[str, Any]:
     data = FitInput(folds=folds, models=tuple(model_names_in(folds[0].pool)),
                     context=context_columns(config.modalities), k=config.top_k, seed=config.seed_for(name))
     result = fit_with_cv(get(name), data)
-    write_json(root.fused(config.as_of_date) / f"{name}.json", {k: v for k, v in result.items() if k != "fit_seconds"})
+    write_json(root.fused_method(config.as_of_date, name), {k: v for k, v in result.items() if k != "fit_seconds"})
     return result
 
 
 def load_fitted_methods(root: DataRoot, config: RunConfig) -> dict[str, dict[str, Any]]:
-    return {m: read_json(root.fused(config.as_of_date) / f"{m}.json") for m in config.methods}
+    return {m: read_json(root.fused_method(config.as_of_date, m)) for m in config.methods}
 
 
 def fused_scores(name: str, result: dict[str, Any], pool: pd.DataFrame) -> np.ndarray:

@@ -126,7 +126,7 @@ def import_ciao(source: str | os.PathLike[str], root: DataRoot, until: dt.date |
         "trust_edges_written": len(social),
         "partitions": {"behavior": written_b, "content": written_c, "social": written_s},
     }
-    write_json(root.root / "landing" / "_ciao_import.json", summary)
+    write_json(root.landing_summary("ciao_import"), summary)
     summary["elapsed_seconds"] = round(time.perf_counter() - started, 2)
     return summary
 

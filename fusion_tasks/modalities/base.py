@@ -27,7 +27,7 @@ from fusion_tasks.schemas import (
     read_landing_file,
     validate_rows,
 )
-from fusion_tasks.storage import DataRoot, read_json, write_json, write_parquet
+from fusion_tasks.storage import CACHE_INDEX_FILE, DataRoot, read_json, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -417,7 +417,7 @@ def _load_cache(folder: Path, signature: dict[str, Any]) -> tuple[dict[str, Any]
     """The cached index and frames, or empty ones when absent, unreadable or of another schema."""
     empty = pd.DataFrame({_FILE: pd.Series([], dtype=object), _ROW: pd.Series([], dtype="int64")})
     try:
-        meta = json.loads((folder / "index.json").read_text())
+        meta = json.loads((folder / CACHE_INDEX_FILE).read_text())
         if meta.get("signature") != json.loads(json.dumps(signature)):
             return {}, empty, empty
         valid = pd.read_parquet(folder / meta["valid"])
@@ -435,7 +435,7 @@ def _save_cache(folder: Path, signature: dict[str, Any], index: dict[str, Any],
     write_parquet(valid, folder / names["valid"])
     write_parquet(rejected.astype({c: "string" for c in rejected.columns if c not in (_FILE, _ROW)}),
                   folder / names["rejected"])
-    write_json(folder / "index.json", {"signature": signature, "files": index, **names})
+    write_json(folder / CACHE_INDEX_FILE, {"signature": signature, "files": index, **names})
     for old in folder.glob("*.parquet"):
         if old.name not in names.values():
             with contextlib.suppress(OSError):

@@ -79,7 +79,7 @@ def train_model(root: DataRoot, config: RunConfig, name: str) -> dict[str, Any]:
 
 
 def manifest_path(root: DataRoot, config: RunConfig, name: str):
-    return root.model_dir(name, config.as_of_date, "final").parent / "manifest.json"
+    return root.model_manifest(name, config.as_of_date)
 
 
 def load_tuning(root: DataRoot, config: RunConfig, name: str) -> dict[str, Any]:

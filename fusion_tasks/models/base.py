@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import sparse
 
-from fusion_tasks.storage import replace_folder
+from fusion_tasks.storage import MODEL_PARAMS_FILE, MODEL_STATE_FILE, replace_folder
 from fusion_tasks.training_data import TrainingData
 
 
@@ -54,8 +54,9 @@ class BaseRecommender(abc.ABC):
     def save(self, folder: Path) -> Path:
         """Write ``params.json`` and ``state.npz`` (and ``_save_extra``'s files) into ``folder``; returns it.
 
-        Atomic: everything is written into a temporary sibling folder that then replaces ``folder``,
-        so a failed write (a full disk) leaves the previous artefacts, never a truncated file.
+        Atomic (``storage.replace_folder``): everything is written into a temporary sibling folder, synced
+        to disk, that then replaces ``folder``; a failed write (a full disk) leaves the previous artefacts
+        and no partial folder.
         """
         return replace_folder(Path(folder), self._write_artefacts)
 
@@ -73,8 +74,8 @@ class BaseRecommender(abc.ABC):
                 arrays[key] = value
             else:
                 scalars[key] = value
-        np.savez(folder / "state.npz", **arrays)
-        (folder / "params.json").write_text(json.dumps(
+        np.savez(folder / MODEL_STATE_FILE, **arrays)
+        (folder / MODEL_PARAMS_FILE).write_text(json.dumps(
             {"model": self.name, "params": self.get_params(), "state": scalars}, indent=2, sort_keys=True))
         self._save_extra(folder)
 
@@ -86,13 +87,13 @@ class BaseRecommender(abc.ABC):
     def load(cls, folder: Path) -> BaseRecommender:
         """Rebuild a fitted model written by ``save`` (no pickle anywhere)."""
         folder = Path(folder)
-        meta = json.loads((folder / "params.json").read_text())
+        meta = json.loads((folder / MODEL_PARAMS_FILE).read_text())
         if meta["model"] != cls.name:
             raise ValueError(f"{folder} holds a {meta['model']!r} model, not {cls.name!r}")
         model = cls(**meta["params"])
         for key, value in meta["state"].items():
             setattr(model, key, value)
-        with np.load(folder / "state.npz", allow_pickle=False) as state:
+        with np.load(folder / MODEL_STATE_FILE, allow_pickle=False) as state:
             names = set(state.files)
             for key in sorted(names):
                 if "__" in key:

@@ -12,6 +12,8 @@ from pathlib import Path
 from fusion_tasks.sinks.base import CurrentVersion, PreparedLoad, Publication, Sink
 from fusion_tasks.storage import (
     MANIFEST,
+    METRICS_FILE,
+    RECOMMENDATIONS_FILE,
     DataRoot,
     discard_version,
     read_json,
@@ -43,10 +45,10 @@ class FileSink(Sink):
 
     def prepare(self, publication: Publication) -> PreparedLoad:
         def recommendations(folder: Path) -> None:
-            write_parquet(publication.table, folder / "recommendations.parquet")
+            write_parquet(publication.table, folder / RECOMMENDATIONS_FILE)
 
         def metrics(folder: Path) -> None:
-            write_json(folder / "metrics.json", publication.metrics)
+            write_json(folder / METRICS_FILE, publication.metrics)
 
         staged = stage_version(self.root, publication.ds, {"recommendations": recommendations, "metrics": metrics},
                                attempt=publication.version_id,

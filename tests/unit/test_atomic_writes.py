@@ -4,6 +4,7 @@ as it was and no temporary file behind (JSON, Parquet, model artefacts)."""
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,9 @@ class Tiny(BaseRecommender):
         self.weights_ = np.arange(6, dtype="float32") * self.alpha
         self.n_seen_ = 3
         return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return np.tile(self.weights_, (len(users), 1))
 
 
 class TinyWithExtra(Tiny):
@@ -65,6 +69,61 @@ def test_full_disk_during_the_first_save_leaves_no_folder(tmp_path):
         TinyWithExtra().fit().save(folder)
     assert not folder.exists()
     assert leftovers(folder.parent) == []
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("failure", ["extra_artefact", "sync"])
+def test_a_failure_mid_save_keeps_the_previous_model_and_leaves_no_partial_folder(tmp_path, monkeypatch, failure):
+    """Fails after every array and parameter of the new model is written: in its extra artefact (a Keras
+    file, say), or when the new folder is synced to disk (EIO)."""
+    folder = tmp_path / "models" / "tiny" / "ds=2024-04-29" / "origin=final"
+    Tiny(alpha=1.0).fit().save(folder)
+    before = snapshot(folder)
+    if failure == "sync":
+        real_fsync = os.fsync
+
+        def failing_fsync(fd: int) -> None:
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):  # the new folder, not the parent
+                raise OSError(errno.EIO, "Input/output error")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", failing_fsync)
+        model = Tiny(alpha=2.0).fit()
+    else:
+        model = TinyWithExtra(alpha=2.0).fit()
+    with pytest.raises(OSError):
+        model.save(folder)
+    assert snapshot(folder) == before
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["origin=final"]
+    assert Tiny.load(folder).weights_.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_saved_folder_is_synced_before_it_is_renamed_into_place(tmp_path, monkeypatch):
+    """Every file of the new folder and the folder itself reach the disk before the rename that makes it
+    visible, and the parent (the rename) after it."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}")).name))
+        real_fsync(fd)
+
+    def rename(src, dst) -> None:
+        events.append(("rename", Path(dst).name))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    folder = tmp_path / "origin=final"
+    Tiny().fit().save(folder)
+    into_place = events.index(("rename", "origin=final"))
+    synced = {name for kind, name in events[:into_place] if kind == "fsync"}
+    assert {"params.json", "state.npz"} <= synced
+    assert any(name.startswith(".origin=final.") and name.endswith(".tmp") for name in synced)
+    assert ("fsync", tmp_path.name) in events[into_place:]
 
 
 def test_save_replaces_the_folder_as_a_whole(tmp_path):

@@ -11,9 +11,12 @@ import pytest
 from fusion_tasks import models
 from fusion_tasks.config import RunConfig
 from fusion_tasks.fusion.methods import REGISTRY as FUSION_METHODS
+from fusion_tasks.metrics_schema import METRICS_SCHEMA_VERSION, read_published_metrics, validate_metrics
 from fusion_tasks.pipeline import run_all
 from fusion_tasks.publish import COLUMNS, CONTRIBUTIONS
-from fusion_tasks.storage import DataRoot, read_parquet, verify_version
+from fusion_tasks.serving import published_metrics
+from fusion_tasks.sinks import Database
+from fusion_tasks.storage import DataRoot, read_json, read_parquet, verify_version
 from fusion_tasks.synthetic import SyntheticSpec, generate
 
 pytestmark = pytest.mark.slow
@@ -62,6 +65,18 @@ def test_published_table_is_the_chosen_methods_fused_table(run: dict) -> None:
         assert verify_version(root.published(kind, D))
     pd.testing.assert_frame_equal(run["table"], read_parquet(root.fused(D) / "recommendations.parquet"))
     assert root.read_published_metrics(D)["chosen_method"] == run["out"]["fused"]["method"]
+
+
+def test_the_metrics_written_follow_their_schema(run: dict) -> None:
+    """The holdout report, the published metrics and the database sink's copy, as the pipeline wrote them."""
+    root = run["root"]
+    validate_metrics(read_json(root.fused_metrics(D)), published=False)
+    assert read_published_metrics(root, D)["schema_version"] == METRICS_SCHEMA_VERSION
+    database = Database.sqlite(root.serving_db())
+    try:
+        assert published_metrics(database, D)["metrics"] == read_published_metrics(root, D)
+    finally:
+        database.close()
 
 
 def test_published_table_contract(run: dict) -> None:

@@ -244,6 +244,41 @@ def clean_new(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, o
     return {kind: content_of(current(clean, kind)) for kind in KINDS}
 
 
+def test_every_path_is_the_documented_layout(tmp_path: Path) -> None:
+    """The on-disk layout the README and the module docstring describe, one path per ``DataRoot`` method."""
+    root = DataRoot(tmp_path)
+    paths = {
+        root.landing(): "landing",
+        root.landing_day("behavior", DAY): "landing/behavior/date=2024-04-29",
+        root.landing_summary("synthetic"): "landing/_synthetic.json",
+        root.staged("behavior", DAY): "staged/behavior/ds=2024-04-29/data.parquet",
+        root.staged_manifest("behavior", DAY): "staged/behavior/ds=2024-04-29/manifest.json",
+        root.landing_cache("social") / storage.CACHE_INDEX_FILE: "staged/_cache/social/index.json",
+        root.quarantine("content", DAY): "quarantine/content/ds=2024-04-29/rows.parquet",
+        root.features_users(DAY): "features/ds=2024-04-29/users.parquet",
+        root.features_items(DAY): "features/ds=2024-04-29/items.parquet",
+        root.features_relevance(DAY): "features/ds=2024-04-29/relevance.parquet",
+        root.features_manifest(DAY): "features/ds=2024-04-29/manifest.json",
+        root.model_dir("als", DAY, "final") / storage.MODEL_PARAMS_FILE:
+            "models/als/ds=2024-04-29/origin=final/params.json",
+        root.model_dir("als", DAY, "fold1") / storage.MODEL_STATE_FILE:
+            "models/als/ds=2024-04-29/origin=fold1/state.npz",
+        root.model_manifest("als", DAY): "models/als/ds=2024-04-29/manifest.json",
+        root.fused_pool(DAY, "test"): "fused/ds=2024-04-29/pool_origin=test.parquet",
+        root.fused_pools(DAY): "fused/ds=2024-04-29/pools.json",
+        root.fused_method(DAY, "stacking"): "fused/ds=2024-04-29/stacking.json",
+        root.fused_metrics(DAY): "fused/ds=2024-04-29/metrics.json",
+        root.fused_gate(DAY): "fused/ds=2024-04-29/gate.json",
+        root.fused_recommendations(DAY): "fused/ds=2024-04-29/recommendations.parquet",
+        root.published_dir("metrics"): "published/metrics",
+        root.recommendations_path(DAY): "published/recommendations/ds=2024-04-29/recommendations.parquet",
+        root.metrics_path(DAY): "published/metrics/ds=2024-04-29/metrics.json",
+        root.serving_db(): "serving/fusionrec.sqlite",
+        root.export_path(DAY): "exports/ds=2024-04-29/recommendations.csv",
+    }
+    assert [str(path.relative_to(root.root)) for path in paths] == list(paths.values())
+
+
 def test_publish_layout_and_manifest(root: DataRoot) -> None:
     for kind in KINDS:
         link = root.published(kind, DAY)
