@@ -239,6 +239,10 @@ class DataRoot:
     def features_manifest(self, day: dt.date) -> Path:
         return self.features(day) / "manifest.json"
 
+    def origin_features(self, day: dt.date, origin: str) -> Path:
+        """What every modality built for one origin of D (``fusion_tasks.training_data.save_features``)."""
+        return self.features(day) / f"origin={origin}"
+
     def model_dir(self, model: str, day: dt.date, origin: str) -> Path:
         return self.root / "models" / model / f"ds={ds(day)}" / f"origin={origin}"
 

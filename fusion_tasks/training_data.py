@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,15 +20,16 @@ from scipy import sparse
 from fusion_tasks import modalities
 from fusion_tasks.config import RunConfig
 from fusion_tasks.modalities.base import Vocabulary, end_of_day
-from fusion_tasks.storage import DataRoot, read_json, read_parquet, write_json, write_parquet
+from fusion_tasks.storage import DataRoot, read_json, read_parquet, replace_folder, write_json, write_parquet
 
 
 def build_training_data(root: DataRoot, config: RunConfig) -> dict[str, Any]:
-    """Build the vocabulary of D and the relevance of every evaluation window.
+    """Build the vocabulary of D, the relevance of every evaluation window and, once per origin, what every
+    modality builds for it (read by every model's training and by the pools: ``TrainingData.load``).
 
     Reads ``staged/<modality>/ds=D`` of every selected modality; writes ``features/ds=D/``
-    (``users.parquet``, ``items.parquet``, ``relevance.parquet``, ``manifest.json``) and returns
-    the manifest. Raises ``FileNotFoundError`` when a selected modality was not staged for D.
+    (``users.parquet``, ``items.parquet``, ``relevance.parquet``, ``origin=<origin>/``, ``manifest.json``)
+    and returns the manifest. Raises ``FileNotFoundError`` when a selected modality was not staged for D.
     """
     day = config.as_of_date
     staged = {name: _read_staged(root, name, day) for name in config.modalities}
@@ -71,8 +74,65 @@ def build_training_data(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     if counts.get("test", 0) == 0:
         raise ValueError(f"no user has new interactions in the holdout window ({config.test_origin}, {day}]; "
                          "a longer holdout_days or more history is needed")
+    started = time.perf_counter()
+    for origin_name, origin in config.origins().items():
+        built = {name: modalities.get(name).build_features(frame, vocab, origin, config)
+                 for name, frame in staged.items()}
+        save_features(root.origin_features(day, origin_name), built)
+    manifest["feature_seconds"] = round(time.perf_counter() - started, 3)
     write_json(root.features_manifest(day), manifest)
     return manifest
+
+
+# Features are dicts of numpy arrays, scipy sparse matrices, DataFrames and JSON scalars; they are stored
+# without pickle: arrays in one .npz per modality, frames as Parquet, scalars in JSON.
+def save_features(folder: Path, features: dict[str, dict[str, Any]]) -> Path:
+    """Write what each modality built for one origin into ``folder`` (atomically replaced)."""
+    def write(tmp: Path) -> None:
+        layout: dict[str, dict[str, Any]] = {}
+        for modality, values in features.items():
+            arrays, kinds = {}, {}
+            for key, value in values.items():
+                if sparse.issparse(value):
+                    value = sparse.csr_matrix(value)
+                    arrays |= {f"{key}.data": value.data, f"{key}.indices": value.indices,
+                               f"{key}.indptr": value.indptr, f"{key}.shape": np.array(value.shape)}
+                    kinds[key] = "sparse"
+                elif isinstance(value, np.ndarray):
+                    arrays[key], kinds[key] = value, "array"
+                elif isinstance(value, pd.DataFrame):
+                    write_parquet(value, tmp / f"{modality}.{key}.parquet")
+                    kinds[key] = "frame"
+                else:
+                    kinds[key] = {"scalar": value.item() if isinstance(value, np.generic) else value}
+            np.savez(tmp / f"{modality}.npz", **arrays)
+            layout[modality] = kinds
+        write_json(tmp / "layout.json", layout)
+
+    return replace_folder(folder, write)
+
+
+def load_features(folder: Path) -> dict[str, dict[str, Any]]:
+    """What ``save_features`` wrote, with the same types."""
+    if not (folder / "layout.json").is_file():
+        raise FileNotFoundError(f"{folder}: no features for this origin; run build_training_data first")
+    out: dict[str, dict[str, Any]] = {}
+    for modality, kinds in read_json(folder / "layout.json").items():
+        values: dict[str, Any] = {}
+        with np.load(folder / f"{modality}.npz", allow_pickle=False) as arrays:
+            for key, kind in kinds.items():
+                if kind == "sparse":
+                    values[key] = sparse.csr_matrix(
+                        (arrays[f"{key}.data"], arrays[f"{key}.indices"], arrays[f"{key}.indptr"]),
+                        shape=tuple(arrays[f"{key}.shape"]))
+                elif kind == "array":
+                    values[key] = arrays[key]
+                elif kind == "frame":
+                    values[key] = read_parquet(folder / f"{modality}.{key}.parquet")
+                else:
+                    values[key] = kind["scalar"]
+        out[modality] = values
+    return out
 
 
 def _read_staged(root: DataRoot, name: str, day: dt.date) -> pd.DataFrame:
@@ -119,16 +179,13 @@ class TrainingData:
 
     @classmethod
     def load(cls, root: DataRoot, config: RunConfig, origin_name: str) -> TrainingData:
-        """Assemble the data of one origin from ``staged/`` and ``features/`` of the run's date."""
+        """Assemble the data of one origin from what ``build_training_data`` stored for it."""
         day = config.as_of_date
         origin = config.origins()[origin_name]
         vocab = Vocabulary(users=read_parquet(root.features_users(day))["user_id"].to_numpy(str),
                            items=read_parquet(root.features_items(day))["item_id"].to_numpy(str))
-        features = {}
-        for name in config.modalities:
-            modality = modalities.get(name)
-            features[name] = modality.build_features(_read_staged(root, name, day), vocab, origin, config)
-        return cls.from_features(origin_name, origin, vocab, features)
+        features = load_features(root.origin_features(day, origin_name))
+        return cls.from_features(origin_name, origin, vocab, {name: features[name] for name in config.modalities})
 
     @classmethod
     def from_features(cls, origin_name: str, origin: dt.date, vocab: Vocabulary,

@@ -1,0 +1,67 @@
+"""What every modality builds for an origin is built once per run (by build_training_data) and read back by
+every model and by the pools, identical to building it again."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from fusion_tasks import modalities
+from fusion_tasks.config import RunConfig
+from fusion_tasks.pipeline import extract
+from fusion_tasks.storage import DataRoot, read_parquet
+from fusion_tasks.synthetic import SyntheticSpec, generate
+from fusion_tasks.training_data import TrainingData, build_training_data, load_features
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[DataRoot, RunConfig]:
+    root = DataRoot(tmp_path_factory.mktemp("features"))
+    spec = SyntheticSpec(n_days=60, n_users=60, n_items=90)
+    generate(root, spec)
+    config = RunConfig(as_of_date=spec.end, data_root=root.root, holdout_days=7, validation_days=7, n_folds=2)
+    for modality in config.modalities:
+        extract(root, config, modality)
+    build_training_data(root, config)
+    return root, config
+
+
+def assert_same(stored, built) -> None:
+    assert type(stored) is type(built) or (sparse.issparse(stored) and sparse.issparse(built))
+    if sparse.issparse(built):
+        assert stored.shape == built.shape and stored.dtype == built.dtype and (stored != built).nnz == 0
+    elif isinstance(built, np.ndarray):
+        assert stored.dtype == built.dtype
+        np.testing.assert_array_equal(stored, built)
+    elif isinstance(built, pd.DataFrame):
+        pd.testing.assert_frame_equal(stored, built)
+    else:
+        assert stored == built
+
+
+@pytest.mark.parametrize("origin", ["fold2", "test", "final"])
+def test_stored_features_equal_a_fresh_build(run, origin: str) -> None:
+    root, config = run
+    day = config.as_of_date
+    vocab = TrainingData.load(root, config, origin).vocab
+    stored = load_features(root.origin_features(day, origin))
+    assert set(stored) == set(config.modalities)
+    for name in config.modalities:
+        built = modalities.get(name).build_features(read_parquet(root.staged(name, day)), vocab,
+                                                    config.origins()[origin], config)
+        assert set(stored[name]) == set(built), name
+        for key, value in built.items():
+            assert_same(stored[name][key], value)
+
+
+def test_loading_an_origin_builds_nothing(run, monkeypatch) -> None:
+    root, config = run
+
+    def no_modality(name: str):
+        raise AssertionError(f"{name}'s features were built again")
+
+    monkeypatch.setattr(modalities, "get", no_modality)
+    data = TrainingData.load(root, config, "test")
+    assert data.interactions.nnz > 0 and data.has("content")
