@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 
 from fusion_tasks.config import RunConfig, default_data_root
+from fusion_tasks.importers.__main__ import cli_date
 from fusion_tasks.storage import DataRoot
 
 DESCRIPTION = """The fusionrec pipeline without Airflow: synthetic data, a whole run for one date, published metrics.
@@ -29,13 +29,6 @@ EXAMPLES = {
 }
 LATEST_QUERY = ("SELECT ds, user_id, rank, item_id, score FROM recommendations_latest "
                 "WHERE user_id = (SELECT MIN(user_id) FROM recommendations_latest) ORDER BY rank LIMIT ?")
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -65,13 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog=EXAMPLES["run"],
                          description="Run every step of the DAG for one date in this process and print the "
                                      "holdout metrics and the gate's decision.")
-    run.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD", help="the as-of date D")
+    run.add_argument("--date", required=True, type=cli_date, metavar="YYYY-MM-DD", help="the as-of date D")
     run.add_argument("--set", action="append", default=[], type=_setting, metavar="KEY=JSON",
                      help="a run setting, e.g. top_k=20 (repeatable)")
     show = sub.add_parser("show", help="print the published metrics table of a date", formatter_class=raw,
                           epilog=EXAMPLES["show"], description="Print the published metrics table of a date "
                                                                "and the path of its recommendations.")
-    show.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD", help="a published date")
+    show.add_argument("--date", required=True, type=cli_date, metavar="YYYY-MM-DD", help="a published date")
     db = sub.add_parser("db", help="the database sink: migrate its schema, show its state, query the latest",
                         formatter_class=raw, epilog=EXAMPLES["db"],
                         description="The database sink's schema and contents.")

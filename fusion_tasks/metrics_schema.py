@@ -11,7 +11,8 @@ what to do, or one that breaks the schema, naming the first bad key.
 The schemas are JSON Schema restricted to ``type``, ``properties``, ``required``,
 ``additionalProperties``, ``items``, ``enum``, ``format: date`` and ``description``, checked by
 ``validate_metrics`` (no dependency). Adding, removing or retyping a key makes a new
-``METRICS_SCHEMA_VERSION``: a reader accepts its own version only.
+``METRICS_SCHEMA_VERSION``: a reader accepts its own version only (and a payload written before the stamp
+existed when it has version 1's keys).
 """
 
 from __future__ import annotations
@@ -114,9 +115,13 @@ def validate_metrics(payload: Any, *, published: bool = True) -> None:
     if not isinstance(payload, dict):
         raise MetricsSchemaError(f"metrics must be an object, got {_a(_kind_of(payload))}")
     rewrite = "rerun the pipeline for that date to rewrite it"
-    if "schema_version" not in payload:
-        raise MetricsSchemaError(f"missing key 'schema_version': written before metrics.json had a version (this "
-                                 f"fusionrec reads version {METRICS_SCHEMA_VERSION}); {rewrite}")
+    if "schema_version" not in payload:  # written before the stamp: read as version 1 when it has its keys
+        try:
+            _check({**payload, "schema_version": 1}, PUBLISHED_SCHEMA if published else EVALUATION_SCHEMA, "")
+        except MetricsSchemaError as err:
+            raise MetricsSchemaError(f"written before metrics.json had a version, and not in version 1's keys "
+                                     f"({err}); {rewrite}") from None
+        return
     version = payload["schema_version"]
     if _is(version, "integer") and version != METRICS_SCHEMA_VERSION:
         newer = version > METRICS_SCHEMA_VERSION

@@ -18,7 +18,8 @@ from fusion_tasks.importers.generic import import_table
 from fusion_tasks.storage import DataRoot
 
 
-def _date(text: str) -> dt.date:
+def cli_date(text: str) -> dt.date:
+    """A ``YYYY-MM-DD`` command-line argument (argparse's ``type=``)."""
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Ciao folder (default: $FUSION_CIAO_DIR or ../shared/data/ciao)")
     ciao.add_argument("--data-root", type=Path, default=None, metavar="DIR",
                       help="data root (default: $FUSION_DATA_ROOT or var/)")
-    ciao.add_argument("--until", type=_date, default=None, metavar="YYYY-MM-DD",
+    ciao.add_argument("--until", type=cli_date, default=None, metavar="YYYY-MM-DD",
                       help="last day to import (inclusive; default: the last rating day)")
 
     gen = sub.add_parser("generic", help="import one CSV/TSV/text/Parquet table with a column mapping",
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="field separator of a text input (default: by suffix, see input formats)")
     gen.add_argument("--data-root", type=Path, default=None, metavar="DIR",
                      help="data root (default: $FUSION_DATA_ROOT or var/)")
-    gen.add_argument("--valid-from", type=_date, default=None, metavar="YYYY-MM-DD",
+    gen.add_argument("--valid-from", type=cli_date, default=None, metavar="YYYY-MM-DD",
                      help="valid_from of rows without one (content, social)")
     gen.add_argument("--event-type", default=None, choices=events,
                      help="event_type of rows without one (behavior)")

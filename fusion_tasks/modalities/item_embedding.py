@@ -22,7 +22,7 @@ import pandas as pd
 
 from fusion_tasks.config import RunConfig
 from fusion_tasks.modalities.base import Modality, Vocabulary
-from fusion_tasks.modalities.content import embedding_length
+from fusion_tasks.modalities.content import as_of, embedding_length
 from fusion_tasks.schemas import Column, Schema
 from fusion_tasks.storage import DataRoot
 
@@ -40,17 +40,11 @@ SCHEMA = Schema(
 TEXT_DIMENSIONS = 32  # the encoder's output size (at most the number of texts and terms, less one)
 
 
-def as_of(staged: pd.DataFrame, origin: dt.date) -> pd.DataFrame:
-    """The latest version of each item valid on ``origin``."""
-    kept = staged.loc[staged["valid_from"] <= pd.Timestamp(origin)]
-    return kept.sort_values(["item_id", "valid_from", "landed"]).drop_duplicates("item_id", keep="last")
-
-
 def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
                    config: RunConfig) -> dict[str, Any]:
     """``vectors``: items x d float32, L2-normalised rows (zero for items without a vector);
     ``has_embedding``: which items have one; ``encoded``: whether the vectors came from the items' texts."""
-    current = as_of(staged, origin)
+    current = as_of(staged, origin)  # the latest version of each item valid on the origin
     rows = vocab.item_index(current["item_id"])
     current, rows = current.loc[rows >= 0], rows[rows >= 0]
     present = current["embedding"].notna().to_numpy()

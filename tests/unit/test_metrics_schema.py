@@ -118,8 +118,8 @@ def test_a_wrong_type_or_unknown_key_is_refused_naming_it(path, value, message):
 
 
 @pytest.mark.parametrize(("version", "says"), [
-    (None, "missing key 'schema_version': written before metrics.json had a version (this fusionrec reads "
-           f"version {METRICS_SCHEMA_VERSION}); rerun the pipeline for that date to rewrite it"),
+    (None, "written before metrics.json had a version, and not in version 1's keys (unknown key 'ndcg'); rerun "
+           "the pipeline for that date to rewrite it"),
     (0, f"schema_version 0 is older than the version this fusionrec reads ({METRICS_SCHEMA_VERSION}); rerun the "
         "pipeline for that date to rewrite it"),
     (METRICS_SCHEMA_VERSION + 1, f"schema_version {METRICS_SCHEMA_VERSION + 1} is newer than the version this "
@@ -134,12 +134,17 @@ def test_another_version_is_refused_saying_what_to_do(version, says):
     assert str(caught.value) == says
 
 
+def test_metrics_written_before_the_stamp_read_as_version_1_when_they_have_its_keys():
+    validate_metrics(changed("schema_version", delete=True))
+
+
 # the readers ------------------------------------------------------------------------------------------------
 @pytest.fixture
 def root(tmp_path: Path) -> DataRoot:
-    """NEW published with the current schema, OLD with metrics of before the version."""
+    """NEW published with the current schema, OLD with metrics of before the version and without a key."""
     root = DataRoot(tmp_path)
     old = changed("schema_version", delete=True)
+    del old["published_table"]
     for day, payload in ((OLD, old), (NEW, published())):
         publish_version(root, day, {"metrics": lambda folder, p=payload: (folder / "metrics.json").write_text(
             json.dumps(p))})
@@ -148,7 +153,8 @@ def root(tmp_path: Path) -> DataRoot:
 
 def test_the_file_reader_names_the_date(root):
     assert read_published_metrics(root, NEW) == published()
-    with pytest.raises(MetricsSchemaError, match=r"^metrics of 2024-04-28: missing key 'schema_version': "):
+    unstamped = r"^metrics of 2024-04-28: written before metrics.json had a version, and not in version 1's keys"
+    with pytest.raises(MetricsSchemaError, match=unstamped + r" \(missing key 'published_table'"):
         read_published_metrics(root, OLD)
 
 
@@ -163,7 +169,7 @@ def test_the_dashboard_and_the_plugin_mark_a_date_of_another_version(root, monke
         assert client.get(f"/metrics/{NEW}").json()["metrics"]["weighted_sum"]["ndcg"] == 0.2
         broken = client.get(f"/metrics/{OLD}")
     assert broken.status_code == 500
-    assert broken.json()["detail"].startswith("metrics of 2024-04-28: missing key 'schema_version'")
+    assert broken.json()["detail"].startswith("metrics of 2024-04-28: written before metrics.json had a version")
 
 
 class OneRun:
