@@ -19,7 +19,7 @@ from scipy import sparse
 
 from fusion_tasks import modalities
 from fusion_tasks.config import RunConfig
-from fusion_tasks.modalities.base import Vocabulary, end_of_day
+from fusion_tasks.modalities.base import Features, Vocabulary, end_of_day
 from fusion_tasks.storage import DataRoot, read_json, read_parquet, replace_folder, write_json, write_parquet
 
 
@@ -84,55 +84,20 @@ def build_training_data(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     return manifest
 
 
-# Features are dicts of numpy arrays, scipy sparse matrices, DataFrames and JSON scalars; they are stored
-# without pickle: arrays in one .npz per modality, frames as Parquet, scalars in JSON.
-def save_features(folder: Path, features: dict[str, dict[str, Any]]) -> Path:
-    """Write what each modality built for one origin into ``folder`` (atomically replaced)."""
+def save_features(folder: Path, features: dict[str, Features]) -> Path:
+    """Write what each modality built for one origin into ``folder`` (atomically replaced), without pickle."""
     def write(tmp: Path) -> None:
-        layout: dict[str, dict[str, Any]] = {}
-        for modality, values in features.items():
-            arrays, kinds = {}, {}
-            for key, value in values.items():
-                if sparse.issparse(value):
-                    value = sparse.csr_matrix(value)
-                    arrays |= {f"{key}.data": value.data, f"{key}.indices": value.indices,
-                               f"{key}.indptr": value.indptr, f"{key}.shape": np.array(value.shape)}
-                    kinds[key] = "sparse"
-                elif isinstance(value, np.ndarray):
-                    arrays[key], kinds[key] = value, "array"
-                elif isinstance(value, pd.DataFrame):
-                    write_parquet(value, tmp / f"{modality}.{key}.parquet")
-                    kinds[key] = "frame"
-                else:
-                    kinds[key] = {"scalar": value.item() if isinstance(value, np.generic) else value}
-            np.savez(tmp / f"{modality}.npz", **arrays)
-            layout[modality] = kinds
-        write_json(tmp / "layout.json", layout)
+        write_json(tmp / "layout.json", {name: built.save(tmp, name) for name, built in features.items()})
 
     return replace_folder(folder, write)
 
 
-def load_features(folder: Path) -> dict[str, dict[str, Any]]:
-    """What ``save_features`` wrote, with the same types."""
+def load_features(folder: Path) -> dict[str, Features]:
+    """What ``save_features`` wrote: each modality's ``Features``, with the same types."""
     if not (folder / "layout.json").is_file():
         raise FileNotFoundError(f"{folder}: no features for this origin; run build_training_data first")
-    out: dict[str, dict[str, Any]] = {}
-    for modality, kinds in read_json(folder / "layout.json").items():
-        values: dict[str, Any] = {}
-        with np.load(folder / f"{modality}.npz", allow_pickle=False) as arrays:
-            for key, kind in kinds.items():
-                if kind == "sparse":
-                    values[key] = sparse.csr_matrix(
-                        (arrays[f"{key}.data"], arrays[f"{key}.indices"], arrays[f"{key}.indptr"]),
-                        shape=tuple(arrays[f"{key}.shape"]))
-                elif kind == "array":
-                    values[key] = arrays[key]
-                elif kind == "frame":
-                    values[key] = read_parquet(folder / f"{modality}.{key}.parquet")
-                else:
-                    values[key] = kind["scalar"]
-        out[modality] = values
-    return out
+    return {name: modalities.get(name).features.load(folder, name, layout)
+            for name, layout in read_json(folder / "layout.json").items()}
 
 
 def _read_staged(root: DataRoot, name: str, day: dt.date) -> pd.DataFrame:
@@ -148,7 +113,8 @@ class TrainingData:
 
     ``interactions`` is users x items (summed event weights), ``events`` the events with their day
     (both within ``history_days``), ``seen`` users x items marking every pair done before the origin
-    in all history (excluded from candidates), ``features[modality]`` what each modality built,
+    in all history (excluded from candidates), ``features[modality]`` what each modality built (its
+    ``Features``),
     ``item_known`` the items that existed by the origin (only those may be recommended there).
     """
 
@@ -159,7 +125,7 @@ class TrainingData:
     interactions: sparse.csr_matrix
     seen: sparse.csr_matrix
     item_known: np.ndarray
-    features: dict[str, dict[str, Any]]
+    features: dict[str, Features]
 
     @property
     def n_users(self) -> int:
@@ -189,21 +155,21 @@ class TrainingData:
 
     @classmethod
     def from_features(cls, origin_name: str, origin: dt.date, vocab: Vocabulary,
-                      features: dict[str, dict[str, Any]]) -> TrainingData:
+                      features: dict[str, Features]) -> TrainingData:
         """Assemble the matrices of one origin from what each modality built for it."""
-        events = features["behavior"]["events"]
+        events = features["behavior"].events
         interactions = sparse.csr_matrix(
             (events["weight"].to_numpy(), (events["user_idx"].to_numpy(), events["item_idx"].to_numpy())),
             shape=(len(vocab.users), len(vocab.items)))
         interactions.sum_duplicates()
-        pairs = features["behavior"]["seen"]
+        pairs = features["behavior"].seen
         seen = sparse.csr_matrix((np.ones(len(pairs), dtype=bool),
                                   (pairs["user_idx"].to_numpy(), pairs["item_idx"].to_numpy())),
                                  shape=(len(vocab.users), len(vocab.items)))
         item_known = np.zeros(len(vocab.items), dtype=bool)
         item_known[pairs["item_idx"].to_numpy()] = True
         if "content" in features:
-            item_known |= features["content"]["has_content"] | (features["content"]["category_idx"] > 0)
+            item_known |= features["content"].has_content | (features["content"].category_idx > 0)
         return cls(origin_name=origin_name, origin=origin, vocab=vocab, events=events,
                    interactions=interactions.astype("float32"), seen=seen, item_known=item_known, features=features)
 

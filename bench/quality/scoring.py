@@ -57,7 +57,7 @@ def context(root: DataRoot, config: RunConfig, origin: str) -> Context:
     data = TrainingData.load(root, full, origin)
     ev = data.events
     return Context(vocab=data.vocab, seen=binary(data.interactions), known=data.item_known,
-                   has_social=data.features["social"]["has_social"], events_day=ev["day"].to_numpy(),
+                   has_social=data.features["social"].has_social, events_day=ev["day"].to_numpy(),
                    events_ui=(ev["user_idx"].to_numpy(), ev["item_idx"].to_numpy()), origin_day=data.origin_day)
 
 

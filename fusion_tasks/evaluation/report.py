@@ -68,7 +68,7 @@ def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
 
     known_relevance = relevance.loc[data.item_known[relevance["item_idx"].to_numpy()]]
     history = np.asarray(data.seen.sum(axis=1)).ravel()
-    has_social = (data.features["social"]["has_social"] if data.has("social")
+    has_social = (data.features["social"].has_social if data.has("social")
                   else np.zeros(data.n_users, dtype=bool))
     popularity = np.asarray((data.interactions > 0).sum(axis=0)).ravel()
     head = set(np.argsort(-popularity, kind="stable")[: int(np.ceil(LONG_TAIL_HEAD_SHARE * catalogue))].tolist())

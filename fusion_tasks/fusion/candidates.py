@@ -16,7 +16,7 @@ import pandas as pd
 
 from fusion_tasks import models
 from fusion_tasks.config import RunConfig
-from fusion_tasks.storage import DataRoot, read_parquet, write_json, write_parquet
+from fusion_tasks.storage import DataRoot, read_json, read_parquet, write_json, write_parquet
 from fusion_tasks.training_data import TrainingData, load_relevance
 
 BATCH_USERS = 256
@@ -25,6 +25,38 @@ CONTEXT_FEATURES = {"user_activity": "behavior", "user_has_social": "social", "i
                     "item_popularity": "behavior", "user_category_share": "content", "user_ties": "social"}
 # raw columns for methods that embed them (not linear features): the item's category (0: unknown)
 RAW_FEATURES = {"item_category": "content"}
+
+# The declared schema of a pool (``pool_columns``): the keys, three columns per base model, the context and raw
+# columns, and ``label`` in the pools of an evaluation window. Written and read through ``check_pool``.
+KEY_COLUMNS = {"user_idx": "int32", "item_idx": "int32"}
+MODEL_COLUMNS = {"z": "float32", "rank": "int32", "avail": "int8"}  # <kind>_<model>: z-score, rank, has signal
+CONTEXT_TYPES = {"user_activity": "float32", "user_has_social": "int8", "item_has_content": "int8",
+                 "item_popularity": "float32", "user_category_share": "float32", "user_ties": "float32",
+                 "item_category": "int32"}
+LABEL = {"label": "int8"}
+
+
+def pool_columns(model_names: list[str], labelled: bool) -> dict[str, str]:
+    """Every column of a pool of ``model_names`` and its dtype, in order."""
+    per_model = {f"{kind}_{name}": dtype for name in model_names for kind, dtype in MODEL_COLUMNS.items()}
+    return {**KEY_COLUMNS, **per_model, **CONTEXT_TYPES, **(LABEL if labelled else {})}
+
+
+def check_pool(pool: pd.DataFrame, model_names: list[str], labelled: bool, source: str) -> pd.DataFrame:
+    """``pool`` when it has exactly ``pool_columns`` (names, order, dtypes) and no NaN; else ``ValueError``
+    naming ``source`` and the first column that differs."""
+    expected = pool_columns(model_names, labelled)
+    if list(pool.columns) != list(expected):
+        missing = [c for c in expected if c not in pool.columns]
+        extra = [c for c in pool.columns if c not in expected]
+        raise ValueError(f"{source}: pool columns differ from the declared schema (missing {missing}, "
+                         f"unexpected {extra}, or another order)")
+    for column, dtype in expected.items():
+        if str(pool[column].dtype) != dtype:
+            raise ValueError(f"{source}: pool column {column} is {pool[column].dtype}, the schema says {dtype}")
+    if pool.isna().to_numpy().any():
+        raise ValueError(f"{source}: the pool has missing values in {list(pool.columns[pool.isna().any()])}")
+    return pool
 
 
 def context_columns(modalities) -> tuple[str, ...]:
@@ -60,7 +92,8 @@ def build_pools(root: DataRoot, config: RunConfig, model_names: list[str]) -> di
         if relevance is not None:
             pool = pool.merge(relevance.assign(label=1), on=["user_idx", "item_idx"], how="left")
             pool["label"] = pool["label"].fillna(0).astype("int8")
-        write_parquet(pool, pool_path(root, config, origin))
+        write_parquet(check_pool(pool, model_names, relevance is not None, f"the pool of {origin}"),
+                      pool_path(root, config, origin))
         manifest["origins"][origin] = {"rows": len(pool), "users": len(users),
                                        "catalogue": int(data.item_known.sum())}
     write_json(root.fused_pools(config.as_of_date), manifest)
@@ -71,14 +104,14 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
                per_model: int) -> pd.DataFrame:
     """The pool of ``users`` at ``data``'s origin (see module docstring); no NaN in the result."""
     activity = np.asarray((data.interactions > 0).sum(axis=1)).ravel()
-    has_social = (data.features["social"]["has_social"] if data.has("social")
+    has_social = (data.features["social"].has_social if data.has("social")
                   else np.zeros(data.n_users, dtype=bool))
-    has_content = (data.features["content"]["has_content"] if data.has("content")
+    has_content = (data.features["content"].has_content if data.has("content")
                    else np.zeros(data.n_items, dtype=bool))
     popularity = np.asarray((data.interactions > 0).sum(axis=0)).ravel()
-    ties = (np.diff(data.features["social"]["adjacency"].indptr) if data.has("social")
+    ties = (np.diff(data.features["social"].adjacency.indptr) if data.has("social")
             else np.zeros(data.n_users, dtype=int))
-    category = (data.features["content"]["category_idx"] if data.has("content")
+    category = (data.features["content"].category_idx if data.has("content")
                 else np.zeros(data.n_items, dtype="int32"))
     share = _category_share(data.interactions, category)
     parts = []
@@ -111,7 +144,9 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
         part["user_ties"] = np.log1p(ties[batch[rows]]).astype("float32")
         part["item_category"] = category[cols].astype("int32")
         parts.append(pd.DataFrame(part))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in pool_columns(list(fitted), labelled=False).items()})
+    return pd.concat(parts, ignore_index=True)
 
 
 def _category_share(interactions, category: np.ndarray):
@@ -147,4 +182,7 @@ def _standardise_and_top(scores: np.ndarray, valid: np.ndarray, n: int) -> tuple
 
 
 def load_pool(root: DataRoot, config: RunConfig, origin: str) -> pd.DataFrame:
-    return read_parquet(pool_path(root, config, origin))
+    """The pool of ``origin``, checked against the declared schema of the models the pools were built with."""
+    path = pool_path(root, config, origin)
+    names = read_json(root.fused_pools(config.as_of_date))["models"]
+    return check_pool(read_parquet(path), names, origin != "final", str(path))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from fusion_tasks import catalogue
 from fusion_tasks.config import RunConfig
@@ -27,7 +28,7 @@ from fusion_tasks.schemas import (
     read_landing_file,
     validate_rows,
 )
-from fusion_tasks.storage import CACHE_INDEX_FILE, DataRoot, read_json, write_json, write_parquet
+from fusion_tasks.storage import CACHE_INDEX_FILE, DataRoot, read_json, read_parquet, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,54 @@ class History:
     rows_after_as_of: int
 
 
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """What a modality builds for one origin, aligned to the run's vocabulary (row ``i`` of a per-user array is
+    ``vocab.users[i]``, of a per-item array ``vocab.items[i]``). Each modality declares a subclass with typed,
+    documented fields; a field is a numpy array, a scipy sparse matrix, a DataFrame or a JSON scalar, so that
+    ``save`` / ``load`` store it without pickle (``.npz``, Parquet, JSON)."""
+
+    def save(self, folder: Path, name: str) -> dict[str, Any]:
+        """Write the fields into ``folder`` as ``<name>.npz`` and ``<name>.<field>.parquet``; returns the layout
+        that ``load`` needs (JSON)."""
+        arrays: dict[str, np.ndarray] = {}
+        layout: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if sparse.issparse(value):
+                value = sparse.csr_matrix(value)
+                arrays |= {f"{field.name}.data": value.data, f"{field.name}.indices": value.indices,
+                           f"{field.name}.indptr": value.indptr, f"{field.name}.shape": np.array(value.shape)}
+                layout[field.name] = "sparse"
+            elif isinstance(value, np.ndarray):
+                arrays[field.name], layout[field.name] = value, "array"
+            elif isinstance(value, pd.DataFrame):
+                write_parquet(value, folder / f"{name}.{field.name}.parquet")
+                layout[field.name] = "frame"
+            else:
+                layout[field.name] = {"scalar": value.item() if isinstance(value, np.generic) else value}
+        np.savez(folder / f"{name}.npz", **arrays)
+        return layout
+
+    @classmethod
+    def load(cls, folder: Path, name: str, layout: dict[str, Any]) -> Features:
+        """The features ``save`` wrote, with the same types."""
+        values: dict[str, Any] = {}
+        with np.load(folder / f"{name}.npz", allow_pickle=False) as arrays:
+            for key, kind in layout.items():
+                if kind == "sparse":
+                    values[key] = sparse.csr_matrix(
+                        (arrays[f"{key}.data"], arrays[f"{key}.indices"], arrays[f"{key}.indptr"]),
+                        shape=tuple(arrays[f"{key}.shape"]))
+                elif kind == "array":
+                    values[key] = arrays[key]
+                elif kind == "frame":
+                    values[key] = read_parquet(folder / f"{name}.{key}.parquet")
+                else:
+                    values[key] = kind["scalar"]
+        return cls(**values)
+
+
 # A rule over the history of a run: the reason each row is rejected (None: kept). Rules see only rows
 # true by D that passed the per-file checks, and may depend on the run's settings or other rows.
 RowRule = Callable[[pd.DataFrame, DataRoot, RunConfig], pd.Series]
@@ -84,7 +133,7 @@ class Modality:
     ``daily`` modalities must deliver a landing partition for every date (it may be empty); their
     daily volume is watched for anomalies. ``id_columns`` maps columns to the vocabulary they feed
     (``user`` or ``item``). ``build_features(staged, vocab, origin, config)`` turns the staged history
-    into arrays aligned with the vocabulary, using only rows true by ``origin``.
+    into ``features`` (the modality's ``Features`` subclass), using only rows true by ``origin``.
     ``profile_column`` is the categorical column whose distribution is watched for drift.
     ``row_rules`` quarantine rows for reasons that need more than the row itself (duplicates,
     dimensions, other modalities) or the run's settings; see ``RowRule``.
@@ -95,7 +144,8 @@ class Modality:
     time_column: str
     daily: bool
     id_columns: dict[str, str]
-    build_features: Callable[[pd.DataFrame, Vocabulary, dt.date, RunConfig], dict[str, Any]]
+    build_features: Callable[[pd.DataFrame, Vocabulary, dt.date, RunConfig], Features]
+    features: type[Features]
     profile_column: str
     row_rules: tuple[RowRule, ...] = ()
 

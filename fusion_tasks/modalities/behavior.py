@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fusion_tasks.config import RunConfig
-from fusion_tasks.modalities.base import Modality, Vocabulary, end_of_day
+from fusion_tasks.modalities.base import Features, Modality, Vocabulary, end_of_day
 from fusion_tasks.schemas import Column, Schema
 from fusion_tasks.storage import DataRoot
 
@@ -37,8 +37,17 @@ def event_weights(frame: pd.DataFrame) -> np.ndarray:
     return np.where(is_rating, base * frame["value"].to_numpy(dtype="float64") / 2.5, base)
 
 
+@dataclasses.dataclass(frozen=True)
+class BehaviorFeatures(Features):
+    """``events``: (user_idx, item_idx, weight, day) of the events before the origin (within ``history_days``),
+    ``day`` in days since 1970; ``seen``: every (user_idx, item_idx) done before the origin in all history."""
+
+    events: pd.DataFrame
+    seen: pd.DataFrame
+
+
 def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
-                   config: RunConfig) -> dict[str, Any]:
+                   config: RunConfig) -> BehaviorFeatures:
     """Events up to ``origin`` as (user_idx, item_idx, weight, day) with ``day`` in days since 1970,
     limited to the last ``history_days`` when set; ``seen``: every (user_idx, item_idx) pair done
     before ``origin`` in all history (a user's past items are never candidates, however old)."""
@@ -57,7 +66,7 @@ def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
         "weight": event_weights(kept),
         "day": days,
     })
-    return {"events": events, "seen": seen.reset_index(drop=True)}
+    return BehaviorFeatures(events=events, seen=seen.reset_index(drop=True))
 
 
 def exact_duplicates(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> pd.Series:
@@ -77,6 +86,7 @@ MODALITY = Modality(
     daily=True,
     id_columns={"user_id": "user", "item_id": "item"},
     build_features=build_features,
+    features=BehaviorFeatures,
     profile_column="event_type",
     row_rules=(exact_duplicates,),
 )

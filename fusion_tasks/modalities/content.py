@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
 from fusion_tasks.config import RunConfig
-from fusion_tasks.modalities.base import Modality, Vocabulary
+from fusion_tasks.modalities.base import Features, Modality, Vocabulary
 from fusion_tasks.schemas import Column, Schema
 from fusion_tasks.storage import DataRoot
 
@@ -35,8 +35,19 @@ def as_of(staged: pd.DataFrame, origin: dt.date) -> pd.DataFrame:
     return kept.sort_values(["item_id", "valid_from", "landed"]).drop_duplicates("item_id", keep="last")
 
 
+@dataclasses.dataclass(frozen=True)
+class ContentFeatures(Features):
+    """``matrix``: items x attributes, rows L2-normalised (zero rows: no content); ``category_idx``: each item's
+    category, 1-based (0: unknown), of ``n_categories``; ``has_content``: items with any attribute."""
+
+    matrix: sparse.csr_matrix
+    category_idx: np.ndarray
+    n_categories: int
+    has_content: np.ndarray
+
+
 def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
-                   config: RunConfig) -> dict[str, Any]:
+                   config: RunConfig) -> ContentFeatures:
     """Item feature matrix (rows L2-normalised; items without content are zero rows).
 
     Blocks: category one-hot, brand one-hot, tags bag-of-words, log price (standardised) and the
@@ -89,8 +100,8 @@ def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
     matrix = sparse.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ matrix
     has_content = np.zeros(n_items, dtype=bool)
     has_content[rows] = True
-    return {"matrix": matrix.tocsr().astype("float32"), "category_idx": category_idx,
-            "n_categories": len(categories), "has_content": has_content & (norms > 0)}
+    return ContentFeatures(matrix=matrix.tocsr().astype("float32"), category_idx=category_idx,
+                           n_categories=len(categories), has_content=has_content & (norms > 0))
 
 
 def embedding_length(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> pd.Series:
@@ -123,6 +134,7 @@ MODALITY = Modality(
     daily=False,
     id_columns={"item_id": "item"},
     build_features=build_features,
+    features=ContentFeatures,
     profile_column="category",
     row_rules=(embedding_length,),
 )

@@ -14,14 +14,14 @@ Vectors are L2-normalised; items without one are zero rows.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fusion_tasks.config import RunConfig
-from fusion_tasks.modalities.base import Modality, Vocabulary
+from fusion_tasks.modalities.base import Features, Modality, Vocabulary
 from fusion_tasks.modalities.content import as_of, embedding_length
 from fusion_tasks.schemas import Column, Schema
 from fusion_tasks.storage import DataRoot
@@ -40,10 +40,19 @@ SCHEMA = Schema(
 TEXT_DIMENSIONS = 32  # the encoder's output size (at most the number of texts and terms, less one)
 
 
+@dataclasses.dataclass(frozen=True)
+class ItemEmbeddingFeatures(Features):
+    """``vectors``: items x d float32, L2-normalised rows (zero for items without a vector); ``has_embedding``:
+    which items have one; ``encoded``: whether the vectors came from the items' texts."""
+
+    vectors: np.ndarray
+    has_embedding: np.ndarray
+    encoded: bool
+
+
 def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
-                   config: RunConfig) -> dict[str, Any]:
-    """``vectors``: items x d float32, L2-normalised rows (zero for items without a vector);
-    ``has_embedding``: which items have one; ``encoded``: whether the vectors came from the items' texts."""
+                   config: RunConfig) -> ItemEmbeddingFeatures:
+    """The vectors valid on ``origin`` (see the module docstring)."""
     current = as_of(staged, origin)  # the latest version of each item valid on the origin
     rows = vocab.item_index(current["item_id"])
     current, rows = current.loc[rows >= 0], rows[rows >= 0]
@@ -61,7 +70,7 @@ def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
     vectors[rows[present]] = values
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-    return {"vectors": vectors, "has_embedding": norms[:, 0] > 0, "encoded": bool(encoded)}
+    return ItemEmbeddingFeatures(vectors=vectors, has_embedding=norms[:, 0] > 0, encoded=bool(encoded))
 
 
 def encode_texts(texts: list[str], seed: int, dimensions: int = TEXT_DIMENSIONS) -> np.ndarray:
@@ -89,6 +98,7 @@ MODALITY = Modality(
     daily=False,
     id_columns={"item_id": "item"},
     build_features=build_features,
+    features=ItemEmbeddingFeatures,
     profile_column="source",
     row_rules=(vector_or_text, embedding_length),
 )

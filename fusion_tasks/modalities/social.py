@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +11,7 @@ from scipy import sparse
 
 from fusion_tasks.config import RunConfig
 from fusion_tasks.modalities import behavior
-from fusion_tasks.modalities.base import Modality, Vocabulary
+from fusion_tasks.modalities.base import Features, Modality, Vocabulary
 from fusion_tasks.schemas import Column, Schema
 from fusion_tasks.storage import DataRoot
 
@@ -28,8 +28,16 @@ SCHEMA = Schema(
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class SocialFeatures(Features):
+    """``adjacency``: users x users, the weight of u's tie to v; ``has_social``: users with a tie."""
+
+    adjacency: sparse.csr_matrix
+    has_social: np.ndarray
+
+
 def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
-                   config: RunConfig) -> dict[str, Any]:
+                   config: RunConfig) -> SocialFeatures:
     """``adjacency[u, v]`` = weight of u's tie to v (u follows/trusts v), edges valid by ``origin``.
 
     Self-loops are ignored; repeated edges keep their largest weight. ``friend`` ties are symmetric.
@@ -45,7 +53,7 @@ def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
     edges = pd.DataFrame({"src": src, "dst": dst, "w": weight}).groupby(["src", "dst"], sort=True)["w"].max()
     adjacency = sparse.csr_matrix(
         (edges.to_numpy(), (edges.index.get_level_values(0), edges.index.get_level_values(1))), shape=(n, n))
-    return {"adjacency": adjacency.astype("float32"), "has_social": np.diff(adjacency.indptr) > 0}
+    return SocialFeatures(adjacency=adjacency.astype("float32"), has_social=np.diff(adjacency.indptr) > 0)
 
 
 def self_ties(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> pd.Series:
@@ -77,6 +85,7 @@ MODALITY = Modality(
     daily=False,
     id_columns={"src_user_id": "user", "dst_user_id": "user"},
     build_features=build_features,
+    features=SocialFeatures,
     profile_column="edge_type",
     row_rules=(self_ties, unknown_endpoints),
 )

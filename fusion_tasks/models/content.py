@@ -8,7 +8,7 @@
 * ``P(i | c)``: item ``i``'s decayed popularity within its category, with half a pseudo-vote per item
   so that a new item with content is ranked by its category before anyone used it;
 * ``cos(p_u, x_i)``: the cosine between the user's decayed attribute profile (category, brand, tags,
-  price, embedding: ``features["content"]["matrix"]``) and the item's attributes, which reorders items
+  price, embedding: ``features["content"].matrix``) and the item's attributes, which reorders items
   within a category by their other attributes.
 
 Items without content have no category and score 0. Every knob is tuned per run (``search_space``).
@@ -47,7 +47,7 @@ class ContentRecommender(BaseRecommender):
 
     def fit(self, data: TrainingData) -> ContentRecommender:
         content = data.features["content"]
-        category = np.asarray(content["category_idx"], dtype="int64")
+        category = np.asarray(content.category_idx, dtype="int64")
         n_cat = int(category.max()) + 1 if len(category) else 1
         known = np.flatnonzero(category > 0)
         onehot = sparse.csr_matrix((np.ones(len(known)), (known, category[known])), shape=(data.n_items, n_cat))
@@ -69,7 +69,7 @@ class ContentRecommender(BaseRecommender):
                                      where=category_mass[category] > 0).astype("float32")
         self.item_category_ = category
 
-        items = content["matrix"].astype("float32")
+        items = content.matrix.astype("float32")
         profiles = dense_rows(history @ items)
         norms = np.linalg.norm(profiles, axis=1, keepdims=True)
         self.profiles_ = np.divide(profiles, norms, out=np.zeros_like(profiles), where=norms > 0)

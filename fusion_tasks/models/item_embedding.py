@@ -34,7 +34,7 @@ class ItemEmbeddingRecommender(BaseRecommender):
 
     def fit(self, data: TrainingData) -> ItemEmbeddingRecommender:
         features = data.features["item_embedding"]
-        vectors = np.asarray(features["vectors"], dtype="float32")
+        vectors = np.asarray(features.vectors, dtype="float32")
         history = decayed_interactions(data, self.half_life_days)
         profiles = dense_rows(history @ vectors)
         norms = np.linalg.norm(profiles, axis=1, keepdims=True)
@@ -43,7 +43,7 @@ class ItemEmbeddingRecommender(BaseRecommender):
         votes = history.copy()
         votes.data = np.minimum(votes.data, 1.0)
         popularity = np.asarray(votes.sum(axis=0)).ravel()
-        if not features["has_embedding"].any():
+        if not features.has_embedding.any():
             popularity[:] = 0.0
         self.popularity_ = (popularity / max(popularity.max(), 1e-12)).astype("float32")
         return self

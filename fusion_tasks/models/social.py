@@ -34,7 +34,7 @@ class SocialRecommender(BaseRecommender):
         self.prior = prior
 
     def fit(self, data: TrainingData) -> SocialRecommender:
-        ties = _row_normalise(data.features["social"]["adjacency"].astype("float32"))
+        ties = _row_normalise(data.features["social"].adjacency.astype("float32"))
         reach = ties + self.two_hop * (ties @ ties) if self.two_hop else ties.copy()
         reach.setdiag(0)
         reach.eliminate_zeros()

@@ -42,8 +42,8 @@ def test_vectors_are_staged_as_of_the_date_and_bad_rows_are_quarantined(tmp_path
                                                    "neither an embedding nor a text"}
     staged = read_parquet(root.staged("item_embedding", D))
     features = item_embedding.build_features(staged, vocab(4), D, config)
-    np.testing.assert_allclose(features["vectors"][:2], [[1, 0, 0], [0, 1, 0]])  # unit length
-    assert features["has_embedding"].tolist() == [True, True, False, False] and not features["encoded"]
+    np.testing.assert_allclose(features.vectors[:2], [[1, 0, 0], [0, 1, 0]])  # unit length
+    assert features.has_embedding.tolist() == [True, True, False, False] and not features.encoded
 
 
 def test_raw_text_is_encoded_by_tfidf_and_svd_so_that_similar_texts_are_close(tmp_path) -> None:
@@ -56,8 +56,8 @@ def test_raw_text_is_encoded_by_tfidf_and_svd_so_that_similar_texts_are_close(tm
     item_embedding.MODALITY.extract(root, config)
     staged = read_parquet(root.staged("item_embedding", D))
     first = item_embedding.build_features(staged, vocab(7), D, config)
-    assert first["encoded"] and first["has_embedding"].tolist() == [True] * 6 + [False]
-    similarity = first["vectors"] @ first["vectors"].T
+    assert first.encoded and first.has_embedding.tolist() == [True] * 6 + [False]
+    similarity = first.vectors @ first.vectors.T
     assert similarity[0, 2] > similarity[0, 3] and similarity[3, 5] > similarity[3, 0]
     again = item_embedding.build_features(staged, vocab(7), D, config)
-    np.testing.assert_array_equal(first["vectors"], again["vectors"])  # seeded by the run: reproducible
+    np.testing.assert_array_equal(first.vectors, again.vectors)  # seeded by the run: reproducible

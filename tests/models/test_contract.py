@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -15,6 +16,9 @@ from fusion_tasks import modalities, models
 from fusion_tasks.config import RunConfig
 from fusion_tasks.contract import GROUPS
 from fusion_tasks.modalities.base import Vocabulary
+from fusion_tasks.modalities.behavior import BehaviorFeatures
+from fusion_tasks.modalities.content import ContentFeatures
+from fusion_tasks.modalities.social import SocialFeatures
 from fusion_tasks.models.als import ALSRecommender
 from fusion_tasks.models.base import BaseRecommender
 from fusion_tasks.models.content import ContentRecommender
@@ -173,18 +177,18 @@ def tiny(events: list[tuple[int, int, float, int]], n_users: int, n_items: int, 
                        items=np.array([f"i{j}" for j in range(n_items)]))
     interactions = sparse.csr_matrix((frame["weight"], (frame["user_idx"], frame["item_idx"])),
                                      shape=(n_users, n_items), dtype="float32")
-    features: dict = {"behavior": {"events": frame}}
+    features: dict = {"behavior": BehaviorFeatures(events=frame, seen=frame[["user_idx", "item_idx"]])}
     if categories is not None:
         cat = np.array(categories, dtype="int32")
         has = cat > 0
         matrix = sparse.csr_matrix((np.ones(has.sum()), (np.flatnonzero(has), cat[has] - 1)),
                                    shape=(n_items, int(cat.max())), dtype="float32")
-        features["content"] = {"matrix": matrix, "category_idx": cat, "n_categories": int(cat.max()),
-                               "has_content": has}
+        features["content"] = ContentFeatures(matrix=matrix, category_idx=cat, n_categories=int(cat.max()),
+                                              has_content=has)
     if ties:
         src, dst = zip(*ties, strict=True)
         adjacency = sparse.csr_matrix((np.ones(len(ties)), (src, dst)), shape=(n_users, n_users), dtype="float32")
-        features["social"] = {"adjacency": adjacency, "has_social": np.diff(adjacency.indptr) > 0}
+        features["social"] = SocialFeatures(adjacency=adjacency, has_social=np.diff(adjacency.indptr) > 0)
     return TrainingData(origin_name="test", origin=ORIGIN, vocab=vocab, events=frame, interactions=interactions,
                         seen=(interactions > 0).tocsr(), item_known=np.ones(n_items, dtype=bool), features=features)
 
@@ -265,7 +269,7 @@ def test_content_attributes_reorder_items_within_a_category() -> None:
     # two items of category 1 with equal popularity; the user's profile matches item 1 by attributes only
     data = tiny([(0, 0, 1.0, 0), (1, 1, 1.0, 0), (1, 2, 1.0, 0)], n_users=3, n_items=4, categories=[1, 1, 1, 2])
     matrix = sparse.csr_matrix(np.array([[1, 0, 1], [1, 0, 1], [1, 1, 0], [0, 0, 0]], dtype="float32"))
-    data.features["content"]["matrix"] = matrix
+    data.features["content"] = dataclasses.replace(data.features["content"], matrix=matrix)
     plain = ContentRecommender(smoothing=0.0).fit(data).score(np.array([0]))[0]
     assert plain[1] == plain[2]
     ordered = ContentRecommender(smoothing=0.0, attribute_weight=1.0).fit(data).score(np.array([0]))[0]

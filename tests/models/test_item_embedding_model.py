@@ -9,6 +9,8 @@ import pandas as pd
 from scipy import sparse
 
 from fusion_tasks.modalities.base import Vocabulary
+from fusion_tasks.modalities.behavior import BehaviorFeatures
+from fusion_tasks.modalities.item_embedding import ItemEmbeddingFeatures
 from fusion_tasks.models.item_embedding import ItemEmbeddingRecommender
 from fusion_tasks.training_data import TrainingData
 
@@ -26,7 +28,8 @@ def tiny(events: list[tuple[int, int]], vectors: np.ndarray, n_users: int) -> Tr
                                      shape=(n_users, n_items), dtype="float32")
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0).astype("float32")
-    features = {"behavior": {"events": frame}, "item_embedding": {"vectors": unit, "has_embedding": norms[:, 0] > 0}}
+    features = {"behavior": BehaviorFeatures(events=frame, seen=frame[["user_idx", "item_idx"]]),
+                "item_embedding": ItemEmbeddingFeatures(vectors=unit, has_embedding=norms[:, 0] > 0, encoded=False)}
     return TrainingData(origin_name="test", origin=dt.date(1970, 1, 1) + dt.timedelta(days=ORIGIN_DAY), vocab=vocab,
                         events=frame, interactions=interactions, seen=(interactions > 0).tocsr(),
                         item_known=np.ones(n_items, dtype=bool), features=features)
