@@ -15,8 +15,9 @@ ratios against the baseline measured in the same run.
 
 Then the stages of whole runs (``fusion_tasks.pipeline.run_all``, each in a fresh process): wall and
 CPU seconds per stage on the default synthetic world, on each synthetic regime and (when the Ciao
-folder is there) on one Ciao date with the quality benchmark's settings, and the share of the run
-that fusion fitting (every ``fit_<method>``) takes. Written to ``bench/out/speed.md``.
+folder is there) on one Ciao date with the quality benchmark's settings, the share of the run
+that fusion fitting (every ``fit_<method>``) takes, and what building features once per origin saves.
+Written to ``bench/out/speed.md``.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from fusion_tasks import catalogue
 from fusion_tasks.config import PROJECT_ROOT
 
 OUT = PROJECT_ROOT / "bench" / "out"
-MODALITIES = ("behavior", "content", "social")
+MODALITIES = catalogue.modalities()
 
 # One measured process: argv[1] = {"root", "dates", "mode"}; prints {modality: [seconds per date]}.
 CHILD = r"""
@@ -88,8 +90,21 @@ if args["generate"]:
     spec = SyntheticSpec.regime(args["regime"]) if args["regime"] else SyntheticSpec()
     generate(DataRoot(args["root"]), spec)
     args["config"]["as_of_date"] = spec.end.isoformat()
+import time
+from fusion_tasks.training_data import TrainingData
+loads = []  # seconds of every TrainingData.load: each model's training and the pools read one origin each
+plain = TrainingData.load.__func__
+def timed_load(cls, *a, **k):
+    t0 = time.perf_counter()
+    try:
+        return plain(cls, *a, **k)
+    finally:
+        loads.append(time.perf_counter() - t0)
+TrainingData.load = classmethod(timed_load)
 out = run_all(RunConfig.from_dict({**args["config"], "data_root": args["root"]}))
-print(json.dumps(out["seconds"]))
+features = {"origins": len(out["training_data"]["origins"]), "build_seconds": out["training_data"]["feature_seconds"],
+            "loads": len(loads), "load_seconds": sum(loads)}
+print(json.dumps({"seconds": out["seconds"], "features": features}))
 """
 
 
@@ -99,7 +114,24 @@ def stage_seconds(root: Path, config: dict, *, regime: str | None = None, genera
         capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"run for {root} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return out["seconds"], out["features"]
+
+
+def feature_table(features: dict[str, dict[str, float]]) -> list[str]:
+    """Features built once per origin against rebuilt at every load (the design before), from the same run:
+    the build time of an origin (measured once per origin) times the number of loads, against the builds plus
+    the loads of what was stored."""
+    lines = ["| world | origins | loads of an origin's data | rebuilt at every load: builds, s | built once: "
+             "builds, s | built once + loads, s | ratio |", "|---|---|---|---|---|---|---|"]
+    for world, f in features.items():
+        per_origin = f["build_seconds"] / f["origins"]
+        before = per_origin * f["loads"]
+        after = f["build_seconds"] + f["load_seconds"]
+        lines.append(f"| {world} | {f['origins']} | {f['loads']} | {f['loads']}, {before:.1f} | {f['origins']}, "
+                     f"{f['build_seconds']:.1f} | {after:.1f} | {after / before:.2f} |" if before else
+                     f"| {world} | {f['origins']} | {f['loads']} | – | – | – | – |")
+    return lines
 
 
 def stage_table(runs: dict[str, dict[str, dict[str, float]]]) -> list[str]:
@@ -191,13 +223,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def stages_section(ciao_date: str) -> list[str]:
     from fusion_tasks.config import default_ciao_dir, default_data_root
+    from fusion_tasks.synthetic import REGIMES
 
     runs: dict[str, dict[str, dict[str, float]]] = {}
+    features: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="fusionrec-stages-") as tmp:
-        for regime in (None, "behavior", "content", "social", "cold_start"):
+        for regime in (None, *sorted(REGIMES)):
             name = regime or "synthetic"
-            runs[name] = stage_seconds(Path(tmp) / name, {"ndcg_floor": 0.0, "as_of_date": "2000-01-01"},
-                                       regime=regime)
+            runs[name], features[name] = stage_seconds(Path(tmp) / name, {"ndcg_floor": 0.0,
+                                                                          "as_of_date": "2000-01-01"}, regime=regime)
             print(f"stages: {name} done", flush=True)
     ciao = default_ciao_dir()
     note = ""
@@ -208,7 +242,8 @@ def stages_section(ciao_date: str) -> list[str]:
 
         root = DataRoot(default_data_root() / "bench-ciao")
         ensure_import(ciao, root)
-        runs[f"Ciao {ciao_date}"] = stage_seconds(root.root, {**CONF, "as_of_date": ciao_date}, generate=False)
+        runs[f"Ciao {ciao_date}"], features[f"Ciao {ciao_date}"] = stage_seconds(
+            root.root, {**CONF, "as_of_date": ciao_date}, generate=False)
     else:
         note = f"Ciao was not found at {ciao} (FUSION_CIAO_DIR): its column is missing."
     return ["", "## Stages of one run", "",
@@ -216,7 +251,11 @@ def stages_section(ciao_date: str) -> list[str]:
             "default synthetic world and each regime (`SyntheticSpec.regime`) with the default settings, and one "
             "Ciao date with the quality benchmark's settings. CPU seconds count every thread of the process. "
             "Target: fusion fitting (every `fit_<method>`) at most 15% of the run's wall time.", "",
-            *stage_table(runs), "", note]
+            *stage_table(runs), "", note, "", "## Features built once per origin", "",
+            "Every model's training and the pools read the data of an origin (`TrainingData.load`). What each "
+            "modality builds for an origin is built once, by `build_training_data`, and stored; before, it was "
+            "rebuilt from `staged/` at every load. Same runs as above: loads counted, an origin's build timed once "
+            "per origin.", "", *feature_table(features)]
 
 
 if __name__ == "__main__":
