@@ -101,8 +101,13 @@ def build_pools(root: DataRoot, config: RunConfig, model_names: list[str]) -> di
 
 
 def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], users: np.ndarray,
-               per_model: int) -> pd.DataFrame:
-    """The pool of ``users`` at ``data``'s origin (see module docstring); no NaN in the result."""
+               per_model: int, block_users: int = BATCH_USERS) -> pd.DataFrame:
+    """The pool of ``users`` at ``data``'s origin (see module docstring); no NaN in the result.
+
+    Users are scored in blocks of ``block_users``: per block, one (block x items) score matrix per model at a
+    time, its z-scores and top-N; memory is bounded by the block, never users x items. Only the pooled cells
+    (the union of the models' top-N) are gathered: each model's rank there is looked up in its top-N.
+    """
     activity = np.asarray((data.interactions > 0).sum(axis=1)).ravel()
     has_social = (data.features["social"].has_social if data.has("social")
                   else np.zeros(data.n_users, dtype=bool))
@@ -114,27 +119,30 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
     category = (data.features["content"].category_idx if data.has("content")
                 else np.zeros(data.n_items, dtype="int32"))
     share = _category_share(data.interactions, category)
+    n_items = data.n_items
     parts = []
-    for start in range(0, len(users), BATCH_USERS):
-        batch = users[start:start + BATCH_USERS]
-        valid = np.broadcast_to(data.item_known, (len(batch), data.n_items)).copy()
+    for start in range(0, len(users), block_users):
+        batch = users[start:start + block_users]
+        valid = np.broadcast_to(data.item_known, (len(batch), n_items)).copy()
         seen = data.seen[batch]
         valid[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = False
-        zs, ranks, available = {}, {}, {}
-        in_pool = np.zeros_like(valid)
+        zs, tops, available = {}, {}, {}
         for name, model in fitted.items():
-            z, top, has_signal = _standardise_and_top(model.score(batch), valid, per_model)
-            zs[name], available[name] = z, has_signal
-            rank = np.full(valid.shape, per_model + 1, dtype="int32")
-            np.put_along_axis(rank, top, np.arange(1, top.shape[1] + 1, dtype="int32")[None, :], axis=1)
-            rank[~valid] = per_model + 1
-            ranks[name] = rank
-            in_pool |= rank <= per_model
-        rows, cols = np.nonzero(in_pool & valid)
+            zs[name], top, available[name] = _standardise_and_top(model.score(batch), valid, per_model)
+            keys = (np.arange(len(batch), dtype="int64")[:, None] * n_items + top).ravel()
+            ranks = np.tile(np.arange(1, top.shape[1] + 1, dtype="int32"), len(batch))
+            order = np.argsort(keys, kind="stable")
+            tops[name] = (keys[order], ranks[order])
+        cells = np.unique(np.concatenate([keys for keys, _ in tops.values()]))
+        rows, cols = cells // n_items, cells % n_items
+        keep = valid[rows, cols]
+        cells, rows, cols = cells[keep], rows[keep], cols[keep]
         part = {"user_idx": batch[rows].astype("int32"), "item_idx": cols.astype("int32")}
         for name in fitted:
+            keys, ranks = tops[name]
+            at = np.minimum(np.searchsorted(keys, cells), len(keys) - 1)
             part[f"z_{name}"] = zs[name][rows, cols]
-            part[f"rank_{name}"] = ranks[name][rows, cols]
+            part[f"rank_{name}"] = np.where(keys[at] == cells, ranks[at], per_model + 1).astype("int32")
             part[f"avail_{name}"] = available[name][rows].astype("int8")
         part["user_activity"] = np.log1p(activity[batch[rows]]).astype("float32")
         part["user_has_social"] = has_social[batch[rows]].astype("int8")
@@ -165,10 +173,13 @@ def _category_share(interactions, category: np.ndarray):
 def _standardise_and_top(scores: np.ndarray, valid: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row z-scores over valid items (0 elsewhere and for constant rows), the top-n columns by
     score among valid items (ties broken by item index), and whether the row had any signal."""
-    scores = np.where(valid, scores.astype("float64"), np.nan)
+    scores = scores.astype("float64")
+    scores[~valid] = 0.0
     count = np.maximum(valid.sum(axis=1, keepdims=True), 1)
-    mean = np.nansum(scores, axis=1, keepdims=True) / count
-    centred = np.where(valid, scores - mean, 0.0)
+    mean = scores.sum(axis=1, keepdims=True) / count
+    centred = scores
+    centred -= mean
+    centred[~valid] = 0.0
     std = np.sqrt((centred ** 2).sum(axis=1, keepdims=True) / count)
     has_signal = std[:, 0] > 1e-9
     z = np.divide(centred, std, out=np.zeros_like(centred), where=std > 1e-9).astype("float32")
