@@ -15,7 +15,7 @@ def ensure_import(source: Path, root: DataRoot) -> dict[str, Any]:
     landing file, which would invalidate the extraction cache)."""
     from fusion_tasks.importers.ciao import import_ciao
 
-    summary_path = root.root / "landing" / "_ciao_import.json"
+    summary_path = root.landing_summary("ciao_import")
     if summary_path.is_file():
         summary = read_json(summary_path)
         if summary.get("source") == str(source) and summary.get("until") is None:

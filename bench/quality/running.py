@@ -15,6 +15,7 @@ from bench.quality import OUT
 from fusion_tasks import models
 from fusion_tasks.config import PROJECT_ROOT, RunConfig
 from fusion_tasks.fusion.candidates import enabled_models
+from fusion_tasks.metrics_schema import MetricsSchemaError, read_published_metrics
 from fusion_tasks.pipeline import run_all
 from fusion_tasks.storage import DataRoot, read_json
 
@@ -50,8 +51,11 @@ def _published_with(root: DataRoot, config: RunConfig, conf: dict[str, Any]) -> 
     day = config.as_of_date
     if not root.metrics_path(day).exists():
         return False
-    published = root.read_published_metrics(day).get("config", {})
-    pools = root.fused(day) / "pools.json"
+    try:
+        published = read_published_metrics(root, day)["config"]
+    except MetricsSchemaError:
+        return False  # written by a pipeline whose metrics this one does not read: run it again
+    pools = root.fused_pools(day)
     if not pools.is_file() or read_json(pools)["models"] != enabled_models(config):
         return False  # published by an older pipeline with another set of base models
     return all(published.get(key) == value for key, value in conf.items() if key not in GATE_ONLY)

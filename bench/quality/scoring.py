@@ -19,6 +19,7 @@ from fusion_tasks.evaluation.relevance import first_time_pairs
 from fusion_tasks.evaluation.report import COLD_USER_MAX_HISTORY, cold_users, head_items
 from fusion_tasks.fusion import methods
 from fusion_tasks.fusion.candidates import context_columns, load_pool
+from fusion_tasks.metrics_schema import read_published_metrics
 from fusion_tasks.modalities import Vocabulary
 from fusion_tasks.storage import DataRoot, read_parquet
 from fusion_tasks.training_data import TrainingData, load_relevance
@@ -94,7 +95,7 @@ def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd
     published = published.loc[published["user_id"].isin(ctx.vocab.users[eval_users]), ["user_id", "item_id", "rank"]]
     lists["published (chosen fusion)"], info["dropped_by_candidate_rule"]["published"] = \
         enforce_candidates(ctx, published, kmax)
-    dag_metrics = root.read_published_metrics(day)
+    dag_metrics = read_published_metrics(root, day)
     info["chosen_method"] = dag_metrics["chosen_method"]
 
     pool = load_pool(root, config, "final")
