@@ -92,6 +92,11 @@ def pool_ndcg(pool: pd.DataFrame, scores: np.ndarray, n_relevant: pd.Series, k: 
     return float(PoolRanker(pool, n_relevant, k).ndcg(scores))
 
 
+def pool_ndcg_per_user(pool: pd.DataFrame, scores: np.ndarray, n_relevant: pd.Series, k: int) -> np.ndarray:
+    """NDCG@k of each user of ``n_relevant``, in its order (see ``PoolRanker.ndcg_per_user``)."""
+    return PoolRanker(pool, n_relevant, k).ndcg_per_user(scores)
+
+
 class PoolRanker:
     """Fast repeated NDCG@k of one pool under many score vectors (the weight search's objective).
 
@@ -119,18 +124,28 @@ class PoolRanker:
         idcg = pd.Series(ideal[np.minimum(n_relevant.to_numpy(), k) - 1], index=n_relevant.index)
         self.idcg = idcg.reindex(self.user_ids).to_numpy()
         self.n_users = len(n_relevant)
+        self.n_relevant_index = n_relevant.index
         self.discount = 1.0 / np.log2(np.arange(self.k) + 2)
 
     def ndcg(self, scores: np.ndarray) -> float:
         """Mean NDCG@k over every user of ``n_relevant``; ``scores`` covers every row of the pool."""
         if not len(self.rows):
             return 0.0
+        return float(self._kept_ndcg(scores).sum() / self.n_users)
+
+    def ndcg_per_user(self, scores: np.ndarray) -> np.ndarray:
+        """NDCG@k of every user of ``n_relevant``, in its order (0 for a user without a relevant pooled item)."""
+        out = pd.Series(0.0, index=self.n_relevant_index)
+        if len(self.rows):
+            out.loc[self.user_ids] = self._kept_ndcg(scores)
+        return out.to_numpy()
+
+    def _kept_ndcg(self, scores: np.ndarray) -> np.ndarray:
         matrix = np.full(self.shape, np.inf)
         matrix[self.cell] = -scores[self.rows]
         top = np.argsort(matrix, axis=1, kind="stable")[:, : self.k]
         hits = np.take_along_axis(self.labels, top, axis=1)
-        dcg = hits @ self.discount
-        return float((dcg / self.idcg).sum() / self.n_users)
+        return (hits @ self.discount) / self.idcg
 
 
 def model_names_in(pool: pd.DataFrame) -> list[str]:

@@ -25,6 +25,7 @@ from fusion_tasks.fusion.base import (
     FusionMethod,
     model_names_in,
     pool_ndcg,
+    pool_ndcg_per_user,
     top_k,
 )
 from fusion_tasks.fusion.candidates import context_columns, load_pool
@@ -54,12 +55,15 @@ def fit_with_cv(method: FusionMethod, data: FitInput) -> dict[str, Any]:
     """Fit on every fold, and leave-one-fold-out: fit on the others, NDCG@K on the held-out fold."""
     started = time.perf_counter()
     fitted = method.fit(data)
-    cv = {}
+    cv, per_user = {}, []
     for fold in data.folds:
         held = method.fit(data.without(fold.name)) if len(data.folds) > 1 else fitted
-        cv[fold.name] = pool_ndcg(fold.pool, method.scores(held, fold.pool), fold.n_relevant, data.k)
+        users = pool_ndcg_per_user(fold.pool, method.scores(held, fold.pool), fold.n_relevant, data.k)
+        cv[fold.name] = float(users.mean()) if len(users) else 0.0
+        per_user.append(users)
     return {"method": method.name, "fitted": fitted, "cv_ndcg": float(np.mean(list(cv.values()))),
-            "cv_ndcg_per_fold": cv, "k": data.k, "folds": [f.name for f in data.folds],
+            "cv_ndcg_per_fold": cv, "cv_ndcg_per_user": [round(float(v), 6) for v in np.concatenate(per_user)],
+            "k": data.k, "folds": [f.name for f in data.folds],
             "fit_seconds": round(time.perf_counter() - started, 3)}  # not written: reruns write identical files
 
 
@@ -86,8 +90,21 @@ def contributions(name: str, result: dict[str, Any], pool: pd.DataFrame) -> pd.D
 
 
 def choose_method(fitted: dict[str, dict[str, Any]]) -> str:
-    """The method with the best leave-one-fold-out NDCG (ties: the simpler method)."""
-    return max(fitted, key=lambda m: (round(fitted[m]["cv_ndcg"], 9), -REGISTRY[m].simplicity))
+    """The simplest method whose leave-one-fold-out NDCG is within one standard error of the best's.
+
+    The standard error is that of the per-user difference to the best method, paired over the held-out folds'
+    users: a more complex method is published only when it beats the simpler ones by more than the folds can
+    tell apart from noise (the one-standard-error rule). Without per-user scores: the best mean (ties: simpler).
+    """
+    best = max(fitted, key=lambda m: (round(fitted[m]["cv_ndcg"], 9), -REGISTRY[m].simplicity))
+    if not all("cv_ndcg_per_user" in fitted[m] for m in fitted):
+        return best
+    top = np.asarray(fitted[best]["cv_ndcg_per_user"], dtype="float64")
+    for name in sorted(fitted, key=lambda m: (REGISTRY[m].simplicity, m)):
+        diff = top - np.asarray(fitted[name]["cv_ndcg_per_user"], dtype="float64")
+        if len(diff) < 2 or diff.mean() <= diff.std(ddof=1) / np.sqrt(len(diff)):
+            return name
+    return best
 
 
 __all__ = ["CONTRIBUTION_GROUPS", "GROUPS", "REGISTRY", "FitInput", "FoldPool", "FusionMethod", "choose_method",
