@@ -3,8 +3,8 @@
 A new method is one module ``fusion_tasks/fusion/<name>.py`` with one ``FusionMethod`` subclass whose
 ``name`` is ``<name>`` (see ``fusion_tasks.catalogue``), and its known-answer test; nothing else. Each method is
 fitted on the validation folds' pools only (``fold<k>`` origins), and reports a leave-one-fold-out
-NDCG@K (fitted on the other folds, scored on the held-out one); the published method is the one with
-the best leave-one-fold-out NDCG.
+NDCG@K (fitted on the other folds, scored on the held-out one); the published method is the simplest
+one within one standard error of the best (``choose_method``).
 """
 
 from __future__ import annotations
