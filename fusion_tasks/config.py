@@ -14,7 +14,7 @@ from fusion_tasks import catalogue
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-MODALITIES = catalogue.modalities()  # every registered modality; a run skips those with no landing data
+MODALITIES = catalogue.modalities()  # every registered modality; one without landing data is staged empty
 DUPLICATE_POLICIES = ("quarantine", "keep")
 SINKS = catalogue.sinks()
 
