@@ -67,16 +67,13 @@ def evaluate_run(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     ranked = rankings(pool, fitted, max(ks))
 
     known_relevance = relevance.loc[data.item_known[relevance["item_idx"].to_numpy()]]
-    history = np.asarray(data.seen.sum(axis=1)).ravel()
     has_social = (data.features["social"].has_social if data.has("social")
                   else np.zeros(data.n_users, dtype=bool))
-    popularity = np.asarray((data.interactions > 0).sum(axis=0)).ravel()
-    head = set(np.argsort(-popularity, kind="stable")[: int(np.ceil(LONG_TAIL_HEAD_SHARE * catalogue))].tolist())
+    users, items = relevance["user_idx"].to_numpy(), relevance["item_idx"].to_numpy()
     segments = {
-        f"users_with_at_most_{COLD_USER_MAX_HISTORY}_past_interactions":
-            relevance.loc[history[relevance["user_idx"].to_numpy()] <= COLD_USER_MAX_HISTORY],
-        "users_without_ties": relevance.loc[~has_social[relevance["user_idx"].to_numpy()]],
-        "long_tail_items": relevance.loc[~relevance["item_idx"].isin(head)],
+        f"users_with_at_most_{COLD_USER_MAX_HISTORY}_past_interactions": relevance.loc[cold_users(data.seen)[users]],
+        "users_without_ties": relevance.loc[~has_social[users]],
+        "long_tail_items": relevance.loc[~head_items(data.seen, data.item_known)[items]],
     }
 
     def table(rel: pd.DataFrame, at: int) -> dict[str, dict[str, Any]]:
