@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from fusion_tasks import modalities
 from fusion_tasks.config import RunConfig
 from fusion_tasks.dashboard import dashboard_data
 from fusion_tasks.fusion.base import group_of
@@ -111,13 +112,13 @@ def test_modality_shares_are_those_of_the_published_table(pipeline_root, client)
         if published["chosen_method"] == "weighted_sum":
             used = {group_of(name) for name, weight in published["fusion"]["weighted_sum"]["weights"].items()
                     if weight > 0}
-            for group in {"behavior", "content", "social"} - used:  # a modality given no weight has no share
+            for group in set(modalities.REGISTRY) - used:  # a modality given no weight has no share
                 assert data["contribution_share"][group][i] == 0.0
 
 
 def test_quarantined_rows_are_those_of_the_staged_manifests(pipeline_root, client):
     data = client.get("/api/dashboard").json()
-    assert set(data["quarantine"]) == {"behavior", "content", "social"}
+    assert set(data["quarantine"]) == set(modalities.REGISTRY)
     for i, day in enumerate(DAYS):
         for modality, counts in data["quarantine"].items():
             manifest = read_json(pipeline_root.staged_manifest(modality, day))

@@ -571,6 +571,6 @@ def test_wrong_embedding_length_keeps_every_other_items_embedding(template: Data
     modalities.get("content").extract(root, config)
     staged = read_parquet(root.staged("content", D))
     vocab = Vocabulary(users=np.array(["u0001"]), items=np.array(sorted(staged["item_id"].unique())))
-    with_block = build_features(staged, vocab, D, config)["matrix"].shape[1]
-    without = build_features(staged.assign(embedding=None), vocab, D, config)["matrix"].shape[1]
+    with_block = build_features(staged, vocab, D, config).matrix.shape[1]
+    without = build_features(staged.assign(embedding=None), vocab, D, config).matrix.shape[1]
     assert with_block == without + 3
