@@ -104,8 +104,8 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
                per_model: int, block_users: int = BATCH_USERS) -> pd.DataFrame:
     """The pool of ``users`` at ``data``'s origin (see module docstring); no NaN in the result.
 
-    Users are scored in blocks of ``block_users``: per block, one (block x items) score matrix per model at a
-    time, its z-scores and top-N; memory is bounded by the block, never users x items. Only the pooled cells
+    Users are scored in blocks of ``block_users``: per block, each model's (block x items) scores, z-scores and
+    top-N; memory grows with the block (times the models), never with users x items. Only the pooled cells
     (the union of the models' top-N) are gathered: each model's rank there is looked up in its top-N.
     """
     activity = np.asarray((data.interactions > 0).sum(axis=1)).ravel()
