@@ -36,7 +36,7 @@ def test_every_registered_class_implements_its_abstract_interface(point: str) ->
     for name, cls in REGISTRIES[point].items():
         assert issubclass(cls, interface) and not inspect.isabstract(cls), name
         assert cls.name == name
-        assert (cls.__doc__ or cls.__module__ and inspect.getmodule(cls).__doc__ or "").strip(), name
+        assert (cls.__doc__ or inspect.getmodule(cls).__doc__ or "").strip(), name  # documented
 
 
 def test_every_modality_is_declared_in_full_and_gets_a_contribution_group() -> None:
@@ -55,15 +55,21 @@ def test_every_model_credits_a_known_group_and_needs_registered_modalities() -> 
         assert catalogue.FIRST["modalities"] in cls.modalities and set(cls.modalities) <= set(modalities.REGISTRY)
 
 
-def test_a_module_that_does_not_define_its_implementation_is_refused(tmp_path, monkeypatch) -> None:
+def test_a_module_that_does_not_define_its_implementation_is_refused(monkeypatch) -> None:
+    # tuning.py exists in the models package but defines no model named "tuning"
+    monkeypatch.setattr(catalogue, "names", lambda point: ("tuning",))
+    with pytest.raises(TypeError, match=r"fusion_tasks.models.tuning must define exactly one BaseRecommender "
+                                        r"named 'tuning'"):
+        catalogue.load("models", BaseRecommender)
+
+
+def test_framework_modules_and_private_files_are_not_implementations(tmp_path, monkeypatch) -> None:
     package = tmp_path / "models"
     package.mkdir()
-    (package / "base.py").write_text("")
-    (package / "mystery.py").write_text("")
+    for name in ("base.py", "tuning.py", "_private.py", "mystery.py", "notes.txt"):
+        (package / name).write_text("")
     monkeypatch.setattr(catalogue, "PACKAGE", tmp_path)
     assert catalogue.names("models") == ("mystery",)
-    with pytest.raises(ModuleNotFoundError):
-        catalogue.load("models", BaseRecommender)  # fusion_tasks.models.mystery does not exist
 
 
 # the fusion methods' contract, on small pools whose labels follow the first behaviour model -----------------

@@ -13,7 +13,6 @@ import pytest
 from scipy import sparse
 
 from fusion_tasks import modalities, models
-from fusion_tasks.config import RunConfig
 from fusion_tasks.contract import GROUPS
 from fusion_tasks.modalities.base import Vocabulary
 from fusion_tasks.modalities.behavior import BehaviorFeatures
@@ -25,10 +24,8 @@ from fusion_tasks.models.content import ContentRecommender
 from fusion_tasks.models.ease import EASERecommender
 from fusion_tasks.models.popularity import PopularityRecommender
 from fusion_tasks.models.social import SocialRecommender
-from fusion_tasks.pipeline import extract
-from fusion_tasks.storage import DataRoot
-from fusion_tasks.synthetic import SyntheticSpec, generate
-from fusion_tasks.training_data import TrainingData, build_training_data
+from fusion_tasks.synthetic import SyntheticSpec
+from fusion_tasks.training_data import TrainingData
 
 NAMES = sorted(models.REGISTRY)
 
@@ -38,15 +35,9 @@ def model_params(names: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> TrainingData:
-    root = DataRoot(tmp_path_factory.mktemp("contract"))
-    spec = SyntheticSpec(n_days=70, n_users=80, n_items=120)
-    generate(root, spec)
-    config = RunConfig(as_of_date=spec.end, data_root=root.root, holdout_days=7, validation_days=7, n_folds=2,
-                       candidates_per_model=20)
-    for modality in config.modalities:
-        extract(root, config, modality)
-    build_training_data(root, config)
+def data(prepared_world) -> TrainingData:
+    root, config = prepared_world("contract", SyntheticSpec(n_days=70, n_users=80, n_items=120), holdout_days=7,
+                                  validation_days=7, n_folds=2, candidates_per_model=20)
     return TrainingData.load(root, config, "test")
 
 

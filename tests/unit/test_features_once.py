@@ -12,22 +12,15 @@ from scipy import sparse
 
 from fusion_tasks import modalities
 from fusion_tasks.config import RunConfig
-from fusion_tasks.pipeline import extract
 from fusion_tasks.storage import DataRoot, read_parquet
-from fusion_tasks.synthetic import SyntheticSpec, generate
-from fusion_tasks.training_data import TrainingData, build_training_data, load_features
+from fusion_tasks.synthetic import SyntheticSpec
+from fusion_tasks.training_data import TrainingData, load_features
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[DataRoot, RunConfig]:
-    root = DataRoot(tmp_path_factory.mktemp("features"))
-    spec = SyntheticSpec(n_days=60, n_users=60, n_items=90)
-    generate(root, spec)
-    config = RunConfig(as_of_date=spec.end, data_root=root.root, holdout_days=7, validation_days=7, n_folds=2)
-    for modality in config.modalities:
-        extract(root, config, modality)
-    build_training_data(root, config)
-    return root, config
+def run(prepared_world) -> tuple[DataRoot, RunConfig]:
+    return prepared_world("features", SyntheticSpec(n_days=60, n_users=60, n_items=90), holdout_days=7,
+                          validation_days=7, n_folds=2)
 
 
 def assert_same(stored, built) -> None:

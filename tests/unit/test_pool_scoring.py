@@ -8,23 +8,15 @@ import pandas as pd
 import pytest
 
 from fusion_tasks import models
-from fusion_tasks.config import RunConfig
 from fusion_tasks.fusion import candidates
-from fusion_tasks.pipeline import extract
-from fusion_tasks.storage import DataRoot
-from fusion_tasks.synthetic import SyntheticSpec, generate
-from fusion_tasks.training_data import TrainingData, build_training_data
+from fusion_tasks.synthetic import SyntheticSpec
+from fusion_tasks.training_data import TrainingData
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
-    root = DataRoot(tmp_path_factory.mktemp("pool-scoring"))
-    spec = SyntheticSpec(n_days=60, n_users=150, n_items=220)
-    generate(root, spec)
-    config = RunConfig(as_of_date=spec.end, data_root=root.root, holdout_days=7, validation_days=7, n_folds=1)
-    for modality in config.modalities:
-        extract(root, config, modality)
-    build_training_data(root, config)
+def world(prepared_world):
+    root, config = prepared_world("pool-scoring", SyntheticSpec(n_days=60, n_users=150, n_items=220), holdout_days=7,
+                                  validation_days=7, n_folds=1)
     data = TrainingData.load(root, config, "final")
     fitted = {name: models.get(name)().fit(data) for name in ("popularity", "item_knn", "content", "social")}
     return data, fitted
