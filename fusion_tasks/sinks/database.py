@@ -244,14 +244,14 @@ class Database:
 
     def sync_contract(self, conn: Any) -> list[str]:
         """Add the contract's contribution columns the table lacks (0 for rows already there), and rebuild
-        the latest view over them (PostgreSQL fixes a view's columns when it is made). Returns those added."""
-        if self.dialect == "sqlite":
-            present = {row[1] for row in self.execute(conn, "PRAGMA table_info(recommendations)").fetchall()}
-        else:
-            present = {row[0] for row in self.execute(
-                conn, "SELECT column_name FROM information_schema.columns WHERE table_name = 'recommendations' "
-                      "AND table_schema = current_schema()").fetchall()}
-        missing = [c for c in CONTRIBUTIONS if c not in present]
+        the latest view over them (PostgreSQL fixes a view's columns when it is made). Returns those added.
+
+        Concurrent publishers may both find a column missing: in PostgreSQL the one that adds it first holds
+        the schema lock, and the other looks again once it has it (SQLite's writers are serial already)."""
+        missing = self._missing_contributions(conn)
+        if missing and self.dialect == "postgresql":
+            self.execute(conn, "SELECT pg_advisory_xact_lock(?)", (_lock_key("schema"),))
+            missing = self._missing_contributions(conn)
         for column in missing:
             self.execute(conn, f"ALTER TABLE recommendations ADD COLUMN {column} {TYPES[self.dialect]['float']} "
                                "NOT NULL DEFAULT 0")
@@ -259,6 +259,15 @@ class Database:
             self.execute(conn, "DROP VIEW recommendations_latest")
             self.execute(conn, LATEST_VIEW)
         return missing
+
+    def _missing_contributions(self, conn: Any) -> list[str]:
+        if self.dialect == "sqlite":
+            present = {row[1] for row in self.execute(conn, "PRAGMA table_info(recommendations)").fetchall()}
+        else:
+            present = {row[0] for row in self.execute(
+                conn, "SELECT column_name FROM information_schema.columns WHERE table_name = 'recommendations' "
+                      "AND table_schema = current_schema()").fetchall()}
+        return [c for c in CONTRIBUTIONS if c not in present]
 
     def check_schema(self, conn: Any) -> None:
         version = self.schema_version(conn)

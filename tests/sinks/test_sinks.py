@@ -26,7 +26,7 @@ import pytest
 from fusion_tasks.config import PROJECT_ROOT, RunConfig
 from fusion_tasks.publish import publish
 from fusion_tasks.sinks import Database, FileSink, SchemaVersionError, SinkError, table_checksum
-from fusion_tasks.sinks.database import _OpenTransaction
+from fusion_tasks.sinks.database import SCHEMA_VERSION, _OpenTransaction
 from fusion_tasks.storage import DataRoot, read_parquet, write_parquet
 
 DAY = dt.date(2024, 2, 27)
@@ -380,3 +380,31 @@ def test_a_contribution_column_new_to_the_contract_is_added_and_older_dates_read
         cursor = db.execute(conn, f"SELECT {extra} FROM recommendations_latest")
         values = {row[0] for row in cursor.fetchall()}
     assert values == {0}
+
+
+def test_first_migrations_racing_on_an_empty_database_all_succeed(db_url):
+    """Publishers that start together on an empty database each migrate it: the migrations and the columns
+    added after the first schema are applied once, and none of the racers fails."""
+    databases = [open_db(db_url) for _ in range(4)]
+    start, errors = threading.Barrier(len(databases)), []
+
+    def migrate(database: Database) -> None:
+        start.wait()
+        try:
+            database.migrate()
+        except Exception as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=migrate, args=(database,)) for database in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    try:
+        assert errors == []
+        with databases[0].transaction(write=True) as conn:
+            assert databases[0].sync_contract(conn) == []
+        assert databases[0].schema_version() == SCHEMA_VERSION
+    finally:
+        for database in databases:
+            database.close()
