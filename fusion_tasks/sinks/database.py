@@ -33,6 +33,7 @@ import io
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,8 @@ class Database:
         def connect() -> sqlite3.Connection:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=60000")
+            _use_wal(conn)
             return conn
 
         return cls(connect, "sqlite", str(path))
@@ -461,6 +462,22 @@ class _OpenTransaction(PreparedLoad):
             self.conn.rollback()
         with contextlib.suppress(Exception):
             self.conn.close()
+
+
+def _use_wal(conn: sqlite3.Connection, patience: float = 60.0) -> None:
+    """Switch a SQLite file to write-ahead logging. The mode is kept in the file, so only the first openers
+    switch it; their switch needs the file to themselves and answers "locked" at once, not after the busy
+    timeout, when another opener holds it. Hence the retries."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _lock_key(name: str) -> int:
