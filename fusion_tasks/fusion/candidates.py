@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusion_tasks import models
+from fusion_tasks import models, topn
 from fusion_tasks.config import RunConfig
 from fusion_tasks.storage import DataRoot, read_json, read_parquet, write_json, write_parquet
 from fusion_tasks.training_data import TrainingData, load_relevance
 
-BATCH_USERS = 256
+# a block of users holds at most this many bytes of scores (float32, every model, every item)
+BLOCK_BYTES = 256 * 2**20
+SIGNAL = 1e-9  # a standard deviation of the scores at or below this: the model has nothing to say
 # context columns of every pool, and the modality each comes from
 CONTEXT_FEATURES = {"user_activity": "behavior", "user_has_social": "social", "item_has_content": "content",
                     "item_popularity": "behavior", "user_category_share": "content", "user_ties": "social"}
@@ -101,12 +103,15 @@ def build_pools(root: DataRoot, config: RunConfig, model_names: list[str]) -> di
 
 
 def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], users: np.ndarray,
-               per_model: int, block_users: int = BATCH_USERS) -> pd.DataFrame:
+               per_model: int, block_users: int | None = None) -> pd.DataFrame:
     """The pool of ``users`` at ``data``'s origin (see module docstring); no NaN in the result.
 
-    Users are scored in blocks of ``block_users``: per block, each model's (block x items) scores, z-scores and
-    top-N; memory grows with the block (times the models), never with users x items. Only the pooled cells
-    (the union of the models' top-N) are gathered: each model's rank there is looked up in its top-N.
+    Users are scored in blocks of ``block_users`` (default: as many as ``BLOCK_BYTES`` of scores for all the
+    models hold): per block and model, one call for the (block x items) scores, centred in place on the mean
+    over the user's valid items, then the top-N (``topn.top_n``; ties by item index). Memory grows with the
+    block, never with users x items. Only the pooled cells (the union of the models' top-N) are gathered: a
+    model's z-score there is its centred score over the standard deviation, its rank is looked up in its
+    top-N. A model with no signal for a user (constant scores over the valid items) proposes no item for him.
     """
     activity = np.asarray((data.interactions > 0).sum(axis=1)).ravel()
     has_social = (data.features["social"].has_social if data.has("social")
@@ -120,30 +125,44 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
                 else np.zeros(data.n_items, dtype="int32"))
     share = _category_share(data.interactions, category)
     n_items = data.n_items
+    unknown = np.flatnonzero(~data.item_known)
+    if block_users is None:
+        block_users = max(1, BLOCK_BYTES // (4 * n_items * max(len(fitted), 1)))
     parts = []
     for start in range(0, len(users), block_users):
         batch = users[start:start + block_users]
-        valid = np.broadcast_to(data.item_known, (len(batch), n_items)).copy()
         seen = data.seen[batch]
-        valid[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = False
-        zs, tops, available = {}, {}, {}
+        seen.sum_duplicates()
+        seen_rows, seen_cols = np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices
+        seen_keys = seen_rows.astype("int64") * n_items + seen_cols  # sorted: rows, then columns
+        n_valid = np.maximum(int(data.item_known.sum()) - np.diff(seen.indptr), 1)  # seen items are known
+        centred, stds, tops = {}, {}, {}
         for name, model in fitted.items():
-            zs[name], top, available[name] = _standardise_and_top(model.score(batch), valid, per_model)
-            keys = (np.arange(len(batch), dtype="int64")[:, None] * n_items + top).ravel()
-            ranks = np.tile(np.arange(1, top.shape[1] + 1, dtype="int32"), len(batch))
+            scores = model.score(batch)  # a new float32 array of the caller's: worked on in place
+            std = _centre(scores, unknown, seen_rows, seen_cols, n_valid)
+            has_signal = std > SIGNAL
+            top = topn.top_n(scores[has_signal] if not has_signal.all() else scores, per_model)
+            top_rows = np.flatnonzero(has_signal)
+            keys = (top_rows.astype("int64")[:, None] * n_items + top).ravel()
+            ranks = np.tile(np.arange(1, top.shape[1] + 1, dtype="int32"), len(top_rows))
             order = np.argsort(keys, kind="stable")
-            tops[name] = (keys[order], ranks[order])
+            centred[name], stds[name], tops[name] = scores, std, (keys[order], ranks[order])
         cells = np.unique(np.concatenate([keys for keys, _ in tops.values()]))
+        keep = ~np.isin(cells, seen_keys, assume_unique=True) & data.item_known[cells % n_items]
+        cells = cells[keep]
         rows, cols = cells // n_items, cells % n_items
-        keep = valid[rows, cols]
-        cells, rows, cols = cells[keep], rows[keep], cols[keep]
         part = {"user_idx": batch[rows].astype("int32"), "item_idx": cols.astype("int32")}
         for name in fitted:
             keys, ranks = tops[name]
-            at = np.minimum(np.searchsorted(keys, cells), len(keys) - 1)
-            part[f"z_{name}"] = zs[name][rows, cols]
-            part[f"rank_{name}"] = np.where(keys[at] == cells, ranks[at], per_model + 1).astype("int32")
-            part[f"avail_{name}"] = available[name][rows].astype("int8")
+            std = stds[name][rows]
+            z = np.divide(centred[name][rows, cols], std, out=np.zeros(len(rows)), where=std > SIGNAL)
+            part[f"z_{name}"] = z.astype("float32")
+            if len(keys):
+                at = np.minimum(np.searchsorted(keys, cells), len(keys) - 1)
+                part[f"rank_{name}"] = np.where(keys[at] == cells, ranks[at], per_model + 1).astype("int32")
+            else:
+                part[f"rank_{name}"] = np.full(len(cells), per_model + 1, dtype="int32")
+            part[f"avail_{name}"] = (stds[name][rows] > SIGNAL).astype("int8")
         part["user_activity"] = np.log1p(activity[batch[rows]]).astype("float32")
         part["user_has_social"] = has_social[batch[rows]].astype("int8")
         part["item_has_content"] = has_content[cols].astype("int8")
@@ -157,6 +176,22 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
     return pd.concat(parts, ignore_index=True)
 
 
+def _centre(scores: np.ndarray, unknown: np.ndarray, seen_rows: np.ndarray, seen_cols: np.ndarray,
+            n_valid: np.ndarray) -> np.ndarray:
+    """Centre each row of ``scores`` in place on its mean over the valid items (known at the origin, not seen
+    by the user) and set the others to -inf; returns each row's standard deviation over the valid items."""
+    scores[:, unknown] = 0.0
+    scores[seen_rows, seen_cols] = 0.0
+    mean = scores.sum(axis=1, dtype=np.float64) / n_valid
+    scores -= mean[:, None].astype(scores.dtype)
+    scores[:, unknown] = 0.0
+    scores[seen_rows, seen_cols] = 0.0
+    std = np.sqrt(np.einsum("ij,ij->i", scores, scores) / n_valid)
+    scores[:, unknown] = -np.inf
+    scores[seen_rows, seen_cols] = -np.inf
+    return std
+
+
 def _category_share(interactions, category: np.ndarray):
     """Users x (categories + 1): each user's share of interactions per item category (column 0:
     items of unknown category, kept at 0)."""
@@ -168,28 +203,6 @@ def _category_share(interactions, category: np.ndarray):
     counts = sparse.csr_matrix((interactions > 0).astype("float32") @ onehot)
     totals = np.asarray(counts.sum(axis=1)).ravel()
     return (sparse.diags(np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)) @ counts).toarray()
-
-
-def _standardise_and_top(scores: np.ndarray, valid: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-row z-scores over valid items (0 elsewhere and for constant rows), the top-n columns by
-    score among valid items (ties broken by item index), and whether the row had any signal."""
-    scores = scores.astype("float64")
-    scores[~valid] = 0.0
-    count = np.maximum(valid.sum(axis=1, keepdims=True), 1)
-    mean = scores.sum(axis=1, keepdims=True) / count
-    centred = scores
-    centred -= mean
-    centred[~valid] = 0.0
-    std = np.sqrt((centred ** 2).sum(axis=1, keepdims=True) / count)
-    has_signal = std[:, 0] > 1e-9
-    z = np.divide(centred, std, out=np.zeros_like(centred), where=std > 1e-9).astype("float32")
-    ranked = np.where(valid, z, -np.inf)
-    n = min(n, ranked.shape[1])
-    top = np.argpartition(-ranked, n - 1, axis=1)[:, :n] if n < ranked.shape[1] else np.tile(
-        np.arange(ranked.shape[1]), (len(ranked), 1))
-    # order the top-n by (score desc, item asc) so ranks are deterministic
-    order = np.lexsort((top, -np.take_along_axis(ranked, top, axis=1)), axis=1)
-    return z, np.take_along_axis(top, order, axis=1), has_signal
 
 
 def load_pool(root: DataRoot, config: RunConfig, origin: str) -> pd.DataFrame:

@@ -45,7 +45,8 @@ class EASERecommender(BaseRecommender):
         weights = precision / -np.diag(precision) if len(chosen) else precision
         weights[np.diag_indices_from(weights)] = 0.0
         self.items_ = chosen.astype("int64")
-        self.weights_ = weights.astype("float32")
+        # C order: the sparse x dense product in ``score`` copies a dense operand in any other order
+        self.weights_ = np.ascontiguousarray(weights, dtype="float32")
         self.history_ = sub.tocsr().astype("float32")
         self.n_items_ = int(data.n_items)
         return self

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fusion_tasks import topn
 from fusion_tasks.models.base import BaseRecommender
 from fusion_tasks.training_data import TrainingData
 
@@ -75,18 +76,15 @@ def ndcg_at_k(model: BaseRecommender, data: TrainingData, relevance: pd.DataFram
 
 
 def top_items(scores: np.ndarray, data: TrainingData, users: np.ndarray, k: int) -> np.ndarray:
-    """The k best items per row among items known at the origin and not seen by the user
-    (ties by item index; at the k-th place, deterministically by position). Works in place on ``scores``."""
+    """The k best items per row among items known at the origin and not seen by the user (ties by item
+    index, also at the k-th place). Works in place on ``scores``."""
     scores = np.asarray(scores, dtype="float32")
     if not scores.flags.writeable:
         scores = scores.copy()
     scores[:, ~data.item_known] = -np.inf
     seen = data.seen[users]
     scores[np.repeat(np.arange(len(users)), np.diff(seen.indptr)), seen.indices] = -np.inf
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
-    return np.take_along_axis(part, order, axis=1)
+    return topn.top_n(scores, k)
 
 
 def tune(cls: type[BaseRecommender], folds: list[Fold], k: int, budget_seconds: float,

@@ -1,0 +1,39 @@
+"""The top-n of every row by chunk maxima equals a full sort of the row (score desc, column asc), with ties,
+-inf and sparse rows, for every chunk size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fusion_tasks.topn import top_n
+
+
+def by_sorting(scores: np.ndarray, n: int) -> np.ndarray:
+    return np.array([sorted(range(len(row)), key=lambda c, row=row: (-row[c], c))[:n] for row in scores])
+
+
+def world(kind: str, rng: np.random.Generator, rows: int, columns: int) -> np.ndarray:
+    if kind == "distinct":
+        return rng.standard_normal((rows, columns)).astype("float32")
+    if kind == "few values":  # ties everywhere, also at the n-th place
+        return rng.integers(0, 3, (rows, columns)).astype("float32")
+    if kind == "sparse":  # fewer non-zero scores than n in some rows: zeros fill by column
+        return np.where(rng.random((rows, columns)) < 0.01, rng.random((rows, columns)), 0).astype("float32")
+    scores = rng.standard_normal((rows, columns)).astype("float32")  # masked: fewer valid items than n
+    scores[rng.random((rows, columns)) < 0.9] = -np.inf
+    return scores
+
+
+@pytest.mark.parametrize("kind", ["distinct", "few values", "sparse", "masked"])
+@pytest.mark.parametrize("chunk", [None, 2, 5, 64])
+def test_top_n_equals_a_full_sort(kind: str, chunk: int | None) -> None:
+    rng = np.random.default_rng(len(kind) + (chunk or 0))
+    for _ in range(20):
+        rows, columns, n = int(rng.integers(1, 12)), int(rng.integers(1, 900)), int(rng.integers(1, 40))
+        scores = world(kind, rng, rows, columns)
+        np.testing.assert_array_equal(top_n(scores, n, chunk), by_sorting(scores, min(n, columns)))
+
+
+def test_an_empty_block_has_no_rows() -> None:
+    assert top_n(np.zeros((0, 10), dtype="float32"), 3).shape == (0, 3)
