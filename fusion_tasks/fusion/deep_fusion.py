@@ -23,7 +23,10 @@ score, which is the logit, to float precision.
 
 Trained on the validation folds' pools only (like stacking): every positive and sampled negatives
 (``sample_rows``), binary cross-entropy plus L2 on the kernels, Adam, early stopping on a seeded
-random validation split (the best epoch's weights are kept); deterministic for a given seed.
+random validation split (the best epoch's weights are kept); deterministic for a given seed. The
+network and its traced training epoch are made once per architecture in a process and reset for every
+fit (weights drawn from the seed, optimiser state zeroed), so a run's leave-one-fold-out fits share one
+trace; the category embedding's size is rounded up to a power of two to keep their architecture alike.
 TensorFlow is imported only by ``fit``; the fit is plain JSON (every layer's weights as nested
 lists under ``layers``, plus the spec; no ``weights`` key, which means the weighted sum's per-model
 weights in ``metrics.json``), and ``scores`` and ``contributions`` run a numpy forward pass.
@@ -31,6 +34,7 @@ weights in ``metrics.json``), and ``scores`` and ``contributions`` run a numpy f
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -81,6 +85,7 @@ class DeepFusion(FusionMethod):
         std[~(std > 1e-9)] = 1.0
         categories = _categories(train) if _uses_category(spec) else None
         n_categories = int(categories.max()) + 1 if categories is not None and len(categories) else 1
+        n_categories = 1 << (n_categories - 1).bit_length()  # a power of two: fits of one run share a network
         spec.update(columns=columns, mean=mean.tolist(), std=std.tolist(),
                     architecture=_architecture(spec, columns, self, n_categories))
         x = _standardise(raw, spec)
@@ -96,9 +101,11 @@ class DeepFusion(FusionMethod):
         _single_threaded(tf)
         tf.keras.utils.set_random_seed(data.seed)
         tf.config.experimental.enable_op_determinism()
-        model = _keras_model(tf, arch)
+        trainer = _trainer(tf, arch, self)
+        trainer.reset(np.random.default_rng([data.seed, 1]))
+        model = trainer.model
         inputs = _keras_inputs(x, categories, arch)
-        epochs_trained = self._train(tf, model, inputs, y, rng)
+        epochs_trained = self._train(trainer, inputs, y, rng)
         weights = _export_weights(model, arch)
         if categories is not None:  # categories never seen in training: a zero embedding
             seen = np.zeros(n_categories, dtype=bool)
@@ -121,45 +128,25 @@ class DeepFusion(FusionMethod):
                 raise AssertionError(f"numpy forward differs from Keras by {self.forward_gap_}")
         return fitted
 
-    def _train(self, tf, model, inputs: list[np.ndarray], y: np.ndarray, rng: np.random.Generator) -> int:
-        """Adam on binary cross-entropy (plus L2 on the kernels), one traced step per batch over
-        in-memory tensors; early stopping on a random validation share of the rows, keeping the best
-        epoch's weights. Returns the number of epochs run."""
+    def _train(self, trainer: _Trainer, inputs: list[np.ndarray], y: np.ndarray, rng: np.random.Generator) -> int:
+        """Adam on binary cross-entropy (plus L2 on the kernels), a step per batch; early stopping
+        on a random validation share of the rows, keeping the best epoch's weights. Returns the number of
+        epochs run."""
         order = rng.permutation(len(y))
         n_val = int(round(len(y) * self.validation_share)) if len(y) >= 50 else 0
         val, rows = order[:n_val], order[n_val:]
         if len(np.unique(y[val])) < 2:  # too few rows to tell: train on all, for every epoch
             val, rows = val[:0], order
-        loss_fn = tf.keras.losses.BinaryCrossentropy(from_logits=True)
-        optimizer = tf.keras.optimizers.Adam(self.learning_rate)
-        optimizer.build(model.trainable_variables)
-        kernels = [layer.kernel for layer in model.layers if isinstance(layer, tf.keras.layers.Dense)]
-        train_x = [tf.constant(a[rows]) for a in inputs]
-        train_y = tf.constant(y[rows][:, None])
-        val_x, val_y = [tf.constant(a[val]) for a in inputs], tf.constant(y[val][:, None])
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
-        def step(batch):
-            xs = [tf.gather(a, batch) for a in train_x]
-            with tf.GradientTape() as tape:
-                loss = loss_fn(tf.gather(train_y, batch), model(xs, training=True))
-                loss += self.l2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
-            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
-                                          model.trainable_variables, strict=True))
-
-        @tf.function
-        def validation_loss():
-            return loss_fn(val_y, model(val_x, training=False))
-
+        train_x, train_y = [a[rows] for a in inputs], y[rows][:, None]
+        val_x, val_y = [a[val] for a in inputs], y[val][:, None]
+        model = trainer.model
         best, best_weights, waited, epochs_run = np.inf, None, 0, 0
         while epochs_run < self.epochs:
             epochs_run += 1
-            perm = rng.permutation(len(rows)).astype("int32")
-            for start in range(0, len(rows), self.batch_size):
-                step(tf.constant(perm[start:start + self.batch_size]))
+            trainer.epoch(*train_x, train_y, rng.permutation(len(rows)).astype("int32"))
             if not len(val):
                 continue
-            loss = float(validation_loss())
+            loss = float(trainer.loss(*val_x, val_y))
             if loss < best - 1e-6:
                 best, best_weights, waited = loss, model.get_weights(), 0
             else:
@@ -181,6 +168,69 @@ class DeepFusion(FusionMethod):
             out[f"contribution_{group}"] += value - fitted["offsets"][group]
         out["contribution_context"] += fitted["bias"]
         return out
+
+
+_TRAINERS: dict[str, _Trainer] = {}
+
+
+def _trainer(tf, arch: dict[str, Any], method: DeepFusion) -> _Trainer:
+    """One network and traced training step per architecture in a process: tracing costs more than the
+    training of such a small network, and the leave-one-fold-out fits of a run share their architecture."""
+    key = json.dumps([arch, method.learning_rate, method.l2, method.batch_size], sort_keys=True)
+    if key not in _TRAINERS:
+        _TRAINERS[key] = _Trainer(tf, arch, method.learning_rate, method.l2, method.batch_size)
+    return _TRAINERS[key]
+
+
+class _Trainer:
+    """The Keras model of an architecture, its Adam optimizer, and the traced training epoch and validation
+    loss (inputs as arguments, so one trace serves every fit). ``reset`` starts a fit from fresh weights."""
+
+    def __init__(self, tf, arch: dict[str, Any], learning_rate: float, l2: float, batch_size: int) -> None:
+        self.model = model = _keras_model(tf, arch)
+        self.optimizer = optimizer = tf.keras.optimizers.Adam(learning_rate)
+        optimizer.build(model.trainable_variables)
+        kernels = [layer.kernel for layer in model.layers if isinstance(layer, tf.keras.layers.Dense)]
+        loss_fn = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+        signature = [tf.TensorSpec([None, len(s["inputs"])], tf.float32) for s in arch["subnets"]]
+        if arch["category_embedding"]:
+            signature.append(tf.TensorSpec([None], tf.int32))
+        signature.append(tf.TensorSpec([None, 1], tf.float32))
+
+        @tf.function(input_signature=[*signature, tf.TensorSpec([None], tf.int32)])
+        def epoch(*args):  # one call per epoch: a step per batch of ``order`` in a graph loop
+            xs, y, order = list(args[:-2]), args[-2], args[-1]
+            for start in tf.range(0, tf.shape(order)[0], batch_size):
+                batch = order[start:start + batch_size]
+                with tf.GradientTape() as tape:
+                    loss = loss_fn(tf.gather(y, batch), model([tf.gather(a, batch) for a in xs], training=True))
+                    loss += l2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
+                optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                              model.trainable_variables, strict=True))
+
+        @tf.function(input_signature=signature, autograph=False)
+        def loss(*args):
+            return loss_fn(args[-1], model(list(args[:-1]), training=False))
+
+        self.epoch, self.loss = epoch, loss
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Initial weights drawn from ``rng`` (Glorot-uniform kernels, zero biases, N(0, 0.05²) category
+        embeddings, as Keras would) and a fresh optimizer state (its learning rate kept)."""
+        weights = []
+        for variable in self.model.weights:
+            shape = tuple(variable.shape)
+            if variable.name == "kernel":
+                limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+                weights.append(rng.uniform(-limit, limit, shape))
+            elif variable.name == "embeddings":
+                weights.append(rng.normal(0.0, 0.05, shape))
+            else:
+                weights.append(np.zeros(shape))
+        self.model.set_weights([w.astype("float32") for w in weights])
+        for variable in self.optimizer.variables:
+            if not variable.path.endswith("learning_rate"):
+                variable.assign(np.zeros(tuple(variable.shape), dtype=variable.dtype))
 
 
 def _single_threaded(tf) -> None:
