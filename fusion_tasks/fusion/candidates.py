@@ -111,7 +111,8 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
     over the user's valid items, then the top-N (``topn.top_n``; ties by item index). Memory grows with the
     block, never with users x items. Only the pooled cells (the union of the models' top-N) are gathered: a
     model's z-score there is its centred score over the standard deviation, its rank is looked up in its
-    top-N. A model with no signal for a user (constant scores over the valid items) proposes no item for him.
+    top-N. A model with no signal for a user (constant scores over the valid items) proposes no item for him;
+    one whose modality had no data at the origin (``missing_data``) is not asked at all.
     """
     activity = np.asarray((data.interactions > 0).sum(axis=1)).ravel()
     has_social = (data.features["social"].has_social if data.has("social")
@@ -138,6 +139,9 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
         n_valid = np.maximum(int(data.item_known.sum()) - np.diff(seen.indptr), 1)  # seen items are known
         centred, stds, tops = {}, {}, {}
         for name, model in fitted.items():
+            if model.missing_data(data):  # nothing to say: no signal, no candidates
+                centred[name], stds[name], tops[name] = None, np.zeros(len(batch)), (np.zeros(0, "int64"),) * 2
+                continue
             scores = model.score(batch)  # a new float32 array of the caller's: worked on in place
             std = _centre(scores, unknown, seen_rows, seen_cols, n_valid)
             has_signal = std > SIGNAL
@@ -155,7 +159,8 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
         for name in fitted:
             keys, ranks = tops[name]
             std = stds[name][rows]
-            z = np.divide(centred[name][rows, cols], std, out=np.zeros(len(rows)), where=std > SIGNAL)
+            z = (np.zeros(len(rows)) if centred[name] is None else
+                 np.divide(centred[name][rows, cols], std, out=np.zeros(len(rows)), where=std > SIGNAL))
             part[f"z_{name}"] = z.astype("float32")
             if len(keys):
                 at = np.minimum(np.searchsorted(keys, cells), len(keys) - 1)

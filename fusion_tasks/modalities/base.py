@@ -78,6 +78,10 @@ class Features:
     documented fields; a field is a numpy array, a scipy sparse matrix, a DataFrame or a JSON scalar, so that
     ``save`` / ``load`` store it without pickle (``.npz``, Parquet, JSON)."""
 
+    def is_empty(self) -> bool:
+        """Whether the modality had no data at all at this origin (its models then have nothing to say)."""
+        return False
+
     def save(self, folder: Path, name: str) -> dict[str, Any]:
         """Write the fields into ``folder`` as ``<name>.npz`` and ``<name>.<field>.parquet``; returns the layout
         that ``load`` needs (JSON)."""

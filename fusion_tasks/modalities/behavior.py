@@ -45,6 +45,9 @@ class BehaviorFeatures(Features):
     events: pd.DataFrame
     seen: pd.DataFrame
 
+    def is_empty(self) -> bool:
+        return len(self.events) == 0
+
 
 def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
                    config: RunConfig) -> BehaviorFeatures:

@@ -45,6 +45,9 @@ class ContentFeatures(Features):
     n_categories: int
     has_content: np.ndarray
 
+    def is_empty(self) -> bool:
+        return not (self.has_content.any() or (self.category_idx > 0).any())
+
 
 def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
                    config: RunConfig) -> ContentFeatures:

@@ -49,6 +49,9 @@ class ItemEmbeddingFeatures(Features):
     has_embedding: np.ndarray
     encoded: bool
 
+    def is_empty(self) -> bool:
+        return not self.has_embedding.any()
+
 
 def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
                    config: RunConfig) -> ItemEmbeddingFeatures:

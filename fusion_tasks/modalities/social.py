@@ -35,6 +35,9 @@ class SocialFeatures(Features):
     adjacency: sparse.csr_matrix
     has_social: np.ndarray
 
+    def is_empty(self) -> bool:
+        return self.adjacency.nnz == 0
+
 
 def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
                    config: RunConfig) -> SocialFeatures:

@@ -56,15 +56,17 @@ def train_model(root: DataRoot, config: RunConfig, name: str) -> dict[str, Any]:
     folds = [Fold(o, TrainingData.load(root, config, o), load_relevance(root, config, o))
              for o in origins if o.startswith("fold")]
     started = time.perf_counter()
-    if config.tune_models and cls.search_space:
+    missing = sorted({m for f in folds for m in cls.missing_data(f.data)})
+    if config.tune_models and cls.search_space and not missing:
         result = tune(cls, folds, config.top_k, config.tuning_budget_seconds,
                       lambda _cls, params, origin: make(name, config, origin, params))
         params, fold_fits, tuning = result.params, result.fitted, result.summary()
     else:
         params = {}
         fold_fits = {f.name: make(name, config, f.name).fit(f.data) for f in folds}
-        tuning = {"chosen": {}, "fold_ndcg": None, "trials": [], "skipped": "tune_models is off"
-                  if cls.search_space else "no search space"}
+        skipped = ("tune_models is off" if not config.tune_models else "no search space" if not cls.search_space
+                   else f"no {' or '.join(missing)} data at a fold's origin")
+        tuning = {"chosen": {}, "fold_ndcg": None, "trials": [], "skipped": skipped}
     tuning_seconds = time.perf_counter() - started
     fits = {}
     for origin in origins:

@@ -33,6 +33,12 @@ class BaseRecommender(abc.ABC):
     #: of each is the default). The search is coordinate-wise: see ``fusion_tasks.models.tuning``.
     search_space: ClassVar[dict[str, tuple]] = {}
 
+    @classmethod
+    def missing_data(cls, data: TrainingData) -> list[str]:
+        """The modalities this model needs that had no data at all at ``data``'s origin: when there is one,
+        the model has nothing to say there (its pool columns carry no signal, its tuning is skipped)."""
+        return [m for m in cls.modalities if m in data.features and data.features[m].is_empty()]
+
     @abc.abstractmethod
     def fit(self, data: TrainingData) -> BaseRecommender:
         """Learn from what ``data`` holds at its origin (never anything later); returns ``self``."""

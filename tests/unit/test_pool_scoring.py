@@ -85,3 +85,22 @@ def test_every_dense_array_is_one_block_of_users_never_users_times_items(world, 
     users = np.arange(data.n_users)
     candidates.score_pool(data, fitted, users, 12, block_users=16)
     assert max(asked) == 16 and sum(asked) == len(users) * len(fitted)
+
+
+def test_a_model_whose_modality_has_no_data_says_nothing(prepared_world) -> None:
+    """A data set without item embeddings (like Ciao): the embedding model is not tuned (its search would only
+    compare settings that all score nothing), is not asked to score, and has no signal anywhere in the pool."""
+    from fusion_tasks.models import load_tuning, train_model
+
+    root, config = prepared_world("no-embeddings", SyntheticSpec(n_days=60, n_users=80, n_items=120,
+                                                                 share_with_embedding=0.0),
+                                  holdout_days=7, validation_days=7, n_folds=2)
+    data = TrainingData.load(root, config, "final")
+    assert data.features["item_embedding"].is_empty() and not data.features["content"].is_empty()
+    train_model(root, config, "item_embedding")
+    assert load_tuning(root, config, "item_embedding")["skipped"] == "no item_embedding data at a fold's origin"
+    fitted = {name: models.get(name)().fit(data) for name in ("popularity", "item_embedding")}
+    fitted["item_embedding"].score = None  # not asked
+    pool = candidates.score_pool(data, fitted, np.arange(data.n_users), 10)
+    assert (pool["avail_item_embedding"] == 0).all() and (pool["rank_item_embedding"] == 11).all()
+    assert (pool["z_item_embedding"] == 0).all() and (pool["rank_popularity"] <= 10).all()
