@@ -45,7 +45,8 @@ class BaseRecommender(abc.ABC):
 
     @abc.abstractmethod
     def score(self, users: np.ndarray) -> np.ndarray:
-        """Scores of shape ``(len(users), n_items)``, float32, finite; higher is better."""
+        """Scores of shape ``(len(users), n_items)``, float32, finite; higher is better. A new array: the
+        caller may change it in place (pool scoring does)."""
 
     # scikit-learn style parameters -----------------------------------------------------------
     def get_params(self) -> dict[str, Any]:

@@ -87,6 +87,10 @@ def test_score_shape_dtype_finite(name: str, data: TrainingData, fitted: dict) -
     assert scores.shape == (len(users), data.n_items)
     assert scores.dtype == np.float32
     assert np.isfinite(scores).all()
+    assert scores.flags.writeable and scores.flags.c_contiguous, "a new array the caller may change in place"
+    again = model.score(users)
+    scores[:] = -1.0
+    assert not np.shares_memory(scores, again) and (again != -1.0).any()
     everyone = model.score(np.arange(data.n_users))
     assert everyone.shape == (data.n_users, data.n_items)
     assert np.isfinite(everyone).all()
