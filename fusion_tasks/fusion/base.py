@@ -102,8 +102,9 @@ class PoolRanker:
 
     Only users with a relevant item in the pool can score above 0, whatever the scores, so the
     others are dropped once (they still count in the mean). The kept rows are laid out once as a
-    users x candidates matrix in item order, so each evaluation is one stable row-wise sort (ties
-    broken by item index, as in ``top_k``).
+    users x candidates matrix in item order. An evaluation sorts nothing: each relevant cell's rank is
+    the number of its user's cells scored higher, or equal at a lower item index (ties broken by item
+    index, as in ``top_k``), and only ranks below k count.
     """
 
     def __init__(self, pool: pd.DataFrame, n_relevant: pd.Series, k: int) -> None:
@@ -117,8 +118,8 @@ class PoolRanker:
         column = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
         self.rows, self.cell = rows, (codes, column)
         self.shape = (len(self.user_ids), width)
-        self.labels = np.zeros(self.shape, dtype=bool)
-        self.labels[self.cell] = labels[rows] > 0
+        relevant = np.flatnonzero(labels[rows] > 0)  # positions among the kept rows
+        self.relevant, self.relevant_user, self.relevant_column = relevant, codes[relevant], column[relevant]
         self.k = min(k, width)
         ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
         idcg = pd.Series(ideal[np.minimum(n_relevant.to_numpy(), k) - 1], index=n_relevant.index)
@@ -131,21 +132,32 @@ class PoolRanker:
         """Mean NDCG@k over every user of ``n_relevant``; ``scores`` covers every row of the pool."""
         if not len(self.rows):
             return 0.0
-        return float(self._kept_ndcg(scores).sum() / self.n_users)
+        return float(self._kept_ndcg(scores[self.rows]).sum() / self.n_users)
+
+    def ndcg_of_kept(self, kept_scores: np.ndarray) -> float:
+        """``ndcg`` from the scores of the kept rows only (``scores[self.rows]``): a search that evaluates many
+        score vectors computes just those."""
+        if not len(self.rows):
+            return 0.0
+        return float(self._kept_ndcg(kept_scores).sum() / self.n_users)
 
     def ndcg_per_user(self, scores: np.ndarray) -> np.ndarray:
         """NDCG@k of every user of ``n_relevant``, in its order (0 for a user without a relevant pooled item)."""
         out = pd.Series(0.0, index=self.n_relevant_index)
         if len(self.rows):
-            out.loc[self.user_ids] = self._kept_ndcg(scores)
+            out.loc[self.user_ids] = self._kept_ndcg(scores[self.rows])
         return out.to_numpy()
 
-    def _kept_ndcg(self, scores: np.ndarray) -> np.ndarray:
-        matrix = np.full(self.shape, np.inf)
-        matrix[self.cell] = -scores[self.rows]
-        top = np.argsort(matrix, axis=1, kind="stable")[:, : self.k]
-        hits = np.take_along_axis(self.labels, top, axis=1)
-        return (hits @ self.discount) / self.idcg
+    def _kept_ndcg(self, kept_scores: np.ndarray) -> np.ndarray:
+        matrix = np.full(self.shape, -np.inf)
+        matrix[self.cell] = kept_scores
+        around = matrix[self.relevant_user]  # each relevant cell's row
+        score = kept_scores[self.relevant][:, None]
+        before = np.arange(self.shape[1]) < self.relevant_column[:, None]
+        rank = (around > score).sum(axis=1) + ((around == score) & before).sum(axis=1)  # 0-based
+        gain = np.where(rank < self.k, 1.0 / np.log2(np.minimum(rank, self.k) + 2.0), 0.0)
+        dcg = np.bincount(self.relevant_user, weights=gain, minlength=self.shape[0])
+        return dcg / self.idcg
 
 
 def model_names_in(pool: pd.DataFrame) -> list[str]:

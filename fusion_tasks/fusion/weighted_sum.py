@@ -26,12 +26,14 @@ class WeightedSum(FusionMethod):
 
     def fit(self, data: FitInput) -> dict[str, Any]:
         names = list(data.models)
-        folds = [(PoolRanker(f.pool, f.n_relevant, data.k), _z_matrix(f.pool, names), len(f.n_relevant))
-                 for f in data.folds]
+        folds = []
+        for f in data.folds:
+            ranker = PoolRanker(f.pool, f.n_relevant, data.k)  # only the rows it keeps are ever scored
+            folds.append((ranker, _z_matrix(f.pool, names)[ranker.rows], len(f.n_relevant)))
         total_users = sum(n for _, _, n in folds)
 
         def objective(w: np.ndarray) -> float:
-            return sum(ranker.ndcg(z @ w) * n for ranker, z, n in folds) / total_users
+            return sum(ranker.ndcg_of_kept(z @ w) * n for ranker, z, n in folds) / total_users
 
         rng = np.random.default_rng(data.seed)
         n = len(names)
