@@ -46,8 +46,13 @@ def head_items(seen: sparse.spmatrix, item_known: np.ndarray) -> np.ndarray:
 
 
 def rankings(pool: pd.DataFrame, fitted: dict[str, dict[str, Any]], k: int) -> dict[str, pd.DataFrame]:
-    """Top-k of every base model (by its own score) and of every fitted fusion method."""
-    out = {m: methods.top_k(pool, pool[f"z_{m}"].to_numpy(dtype="float64"), k) for m in methods.model_names_in(pool)}
+    """Top-k of every base model and of every fitted fusion method. A base model's list is its own top-k,
+    from its ranks in the pool: where it had no signal for a user it recommends nothing (ranking the other
+    models' candidates by its constant score would credit it with their hits)."""
+    out = {}
+    for m in methods.model_names_in(pool):
+        own = pool.loc[pool[f"rank_{m}"].to_numpy() <= k]
+        out[m] = methods.top_k(own, own[f"z_{m}"].to_numpy(dtype="float64"), k)
     for method, params in fitted.items():
         out[method] = methods.top_k(pool, methods.fused_scores(method, params, pool), k)
     return out

@@ -4,7 +4,8 @@ Fusion is two-stage. Each model scores *every* item a user has not interacted wi
 at the origin (full ranking); its scores are standardised per user (z-scores over those items), and
 its top ``candidates_per_model`` items join the user's pool. Every model's z-score and rank (capped
 at N + 1 outside its own top-N) is then recorded for every pooled item, with context features.
-A base model's own top-K is inside the pool, so base models are evaluated exactly from it.
+A base model's own top-K is inside the pool, so base models are evaluated exactly from it (by their ranks: a
+model recommends nothing to a user it had no signal for).
 """
 
 from __future__ import annotations
