@@ -99,8 +99,6 @@ class DeepFusion(FusionMethod):
         import tensorflow as tf  # heavy: imported only when the method is fitted
 
         _single_threaded(tf)
-        tf.keras.utils.set_random_seed(data.seed)
-        tf.config.experimental.enable_op_determinism()
         trainer = _trainer(tf, arch, self)
         trainer.reset(np.random.default_rng([data.seed, 1]))
         model = trainer.model
@@ -178,6 +176,7 @@ def _trainer(tf, arch: dict[str, Any], method: DeepFusion) -> _Trainer:
     training of such a small network, and the leave-one-fold-out fits of a run share their architecture."""
     key = json.dumps([arch, method.learning_rate, method.l2, method.batch_size], sort_keys=True)
     if key not in _TRAINERS:
+        tf.config.experimental.enable_op_determinism()  # set once: setting it again drops the traced functions
         _TRAINERS[key] = _Trainer(tf, arch, method.learning_rate, method.l2, method.batch_size)
     return _TRAINERS[key]
 
