@@ -172,11 +172,12 @@ _TRAINERS: dict[str, _Trainer] = {}
 
 
 def _trainer(tf, arch: dict[str, Any], method: DeepFusion) -> _Trainer:
-    """One network and traced training step per architecture in a process: tracing costs more than the
+    """One network and traced training epoch per architecture in a process: tracing costs more than the
     training of such a small network, and the leave-one-fold-out fits of a run share their architecture."""
     key = json.dumps([arch, method.learning_rate, method.l2, method.batch_size], sort_keys=True)
     if key not in _TRAINERS:
-        tf.config.experimental.enable_op_determinism()  # set once: setting it again drops the traced functions
+        if not _TRAINERS:  # once per process: enabling it again drops every traced function
+            tf.config.experimental.enable_op_determinism()
         _TRAINERS[key] = _Trainer(tf, arch, method.learning_rate, method.l2, method.batch_size)
     return _TRAINERS[key]
 
