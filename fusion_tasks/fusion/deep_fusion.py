@@ -197,16 +197,21 @@ class _Trainer:
             signature.append(tf.TensorSpec([None], tf.int32))
         signature.append(tf.TensorSpec([None, 1], tf.float32))
 
-        @tf.function(input_signature=[*signature, tf.TensorSpec([None], tf.int32)])
-        def epoch(*args):  # one call per epoch: a step per batch of ``order`` in a graph loop
+        # A graph loop written out (no AutoGraph, which needs the source file as it was imported)
+        @tf.function(input_signature=[*signature, tf.TensorSpec([None], tf.int32)], autograph=False)
+        def epoch(*args):  # one call per epoch: a step per batch of ``order``
             xs, y, order = list(args[:-2]), args[-2], args[-1]
-            for start in tf.range(0, tf.shape(order)[0], batch_size):
+
+            def step(start):
                 batch = order[start:start + batch_size]
                 with tf.GradientTape() as tape:
                     loss = loss_fn(tf.gather(y, batch), model([tf.gather(a, batch) for a in xs], training=True))
                     loss += l2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
                 optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
                                               model.trainable_variables, strict=True))
+                return (start + batch_size,)
+
+            tf.while_loop(lambda start: start < tf.shape(order)[0], step, (tf.constant(0),))
 
         @tf.function(input_signature=signature, autograph=False)
         def loss(*args):
