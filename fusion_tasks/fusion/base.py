@@ -155,7 +155,7 @@ class PoolRanker:
         score = kept_scores[self.relevant][:, None]
         before = np.arange(self.shape[1]) < self.relevant_column[:, None]
         rank = (around > score).sum(axis=1) + ((around == score) & before).sum(axis=1)  # 0-based
-        gain = np.where(rank < self.k, 1.0 / np.log2(np.minimum(rank, self.k) + 2.0), 0.0)
+        gain = np.where(rank < self.k, self.discount[np.minimum(rank, self.k - 1)], 0.0)
         dcg = np.bincount(self.relevant_user, weights=gain, minlength=self.shape[0])
         return dcg / self.idcg
 
