@@ -26,6 +26,7 @@ from fusion_tasks.schemas import (
     VolumeAnomalyError,
     as_text,
     read_landing_file,
+    validate_joined,
     validate_rows,
 )
 from fusion_tasks.storage import CACHE_INDEX_FILE, DataRoot, read_json, read_parquet, write_json, write_parquet
@@ -368,7 +369,8 @@ def _deliveries(per_file: list[dict[str, Any]], rejected: pd.DataFrame) -> dict[
 # The per-file landing cache ------------------------------------------------------------------------
 # Reading and validating every landing file again for every date dominates extraction when there are
 # thousands of small daily files. Each file is therefore validated once, exactly as before (one
-# ``read_landing_file`` + ``validate_rows`` per file), and its valid and rejected rows are kept under
+# ``read_landing_file`` per file, and ``validate_joined``, which gives each file's ``validate_rows`` in
+# one pass over many files), and its valid and rejected rows are kept under
 # ``staged/_cache/<modality>/``, keyed by the file's path, size, inode, mtime and ctime and the schema
 # (name, version, columns): a file rewritten in place or replaced by a rename, even with the same size
 # and a preserved mtime, is read again. A run for date D reassembles the rows of its files in (date,
@@ -377,6 +379,15 @@ def _deliveries(per_file: list[dict[str, Any]], rejected: pd.DataFrame) -> dict[
 # return for the same file.
 CACHE_VERSION = 3
 _FILE, _ROW = "_cache_file", "_cache_row"
+VALIDATE_BATCH_FILES = 2_000  # landing files read and validated together (bounds the memory of one batch)
+
+
+def _row_in_file(file_of_row: np.ndarray) -> np.ndarray:
+    """Each row's position among the rows of its file (rows of a file are consecutive)."""
+    if not len(file_of_row):
+        return np.zeros(0, dtype="int64")
+    starts = np.r_[0, np.flatnonzero(np.diff(file_of_row)) + 1]
+    return np.arange(len(file_of_row), dtype="int64") - np.repeat(starts, np.diff(np.r_[starts, len(file_of_row)]))
 
 
 def _empty_frames(schema: Schema) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -405,13 +416,18 @@ def _read_landing(root: DataRoot, name: str, schema: Schema,
                  if index.get(rel, {}).get("key") != key]
         if stale:
             new_valid, new_rejected = [], []
-            for _, path, rel, key in stale:
-                raw = read_landing_file(path, schema)
-                valid, rejected = validate_rows(raw, schema)
-                rejected["source_file"] = rel
-                new_valid.append(valid.assign(**{_FILE: rel, _ROW: np.arange(len(valid), dtype="int64")}))
-                new_rejected.append(rejected.assign(**{_FILE: rel, _ROW: np.arange(len(rejected), dtype="int64")}))
-                index[rel] = {"key": key, "rows": len(raw), "rejected": len(rejected)}
+            for start in range(0, len(stale), VALIDATE_BATCH_FILES):
+                chunk = stale[start:start + VALIDATE_BATCH_FILES]
+                raws = [read_landing_file(path, schema) for _, path, _, _ in chunk]
+                valid, rejected, valid_file, rejected_file = validate_joined(raws, schema)
+                rels = np.array([rel for _, _, rel, _ in chunk], dtype=object)
+                rejected["source_file"] = rels[rejected_file]
+                new_valid.append(valid.assign(**{_FILE: rels[valid_file], _ROW: _row_in_file(valid_file)}))
+                new_rejected.append(rejected.assign(**{_FILE: rels[rejected_file],
+                                                       _ROW: _row_in_file(rejected_file)}))
+                n_rejected = np.bincount(rejected_file, minlength=len(chunk))
+                for (_, _, rel, key), raw, n in zip(chunk, raws, n_rejected, strict=True):
+                    index[rel] = {"key": key, "rows": len(raw), "rejected": int(n)}
             on_disk = {str(p.relative_to(root.root)) for _, p in root.landing_files(name)}
             replaced = {rel for _, _, rel, _ in stale}
             index = {rel: entry for rel, entry in index.items() if rel in on_disk}

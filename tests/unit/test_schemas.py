@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from fusion_tasks.modalities import behavior, content, social
-from fusion_tasks.schemas import SchemaDriftError, read_landing_file, validate_rows
+from fusion_tasks.schemas import SchemaDriftError, read_landing_file, validate_joined, validate_rows
 
 OK_TIME = "2024-01-01T10:00:00Z"
 
@@ -137,3 +137,38 @@ def test_csv_values_stay_raw_strings(tmp_path: Path) -> None:
     valid, _ = validate_rows(frame, behavior.SCHEMA)
     assert valid["user_id"].tolist() == ["007"]
     assert valid["item_id"].tolist() == ["0042"]
+
+
+def test_validating_many_files_in_one_pass_equals_validating_each(tmp_path: Path) -> None:
+    """``validate_joined`` gives each file's ``validate_rows``: rejects stay with their file, CSV and Parquet
+    files (other column types) are not mixed, and a file of epoch milliseconds next to files of epoch
+    seconds keeps its own unit."""
+    frames = [
+        events(("u1", "a", "view", "1", "1704067200"), ("u2", "b", "view", "1", "1704067260")),  # seconds
+        events(("u1", "c", "view", "1", "1704067200000"), ("", "d", "view", "1", "1704067200000")),  # ms
+        events(),
+        events(("u3", "e", "teleport", "1", OK_TIME), ("u3", "f", "rating", "-2", "yesterday-ish")),
+        events(("u4", "g", "click", "2", OK_TIME)),
+    ]
+    paths = []
+    for i, frame in enumerate(frames):
+        paths.append(tmp_path / f"{i}.csv")
+        frame.to_csv(paths[-1], index=False)
+    typed = events(("u5", "h", "view", "3", OK_TIME)).astype({"value": "float64"})
+    typed["timestamp"] = pd.to_datetime(typed["timestamp"], utc=True)
+    paths.insert(2, tmp_path / "typed.parquet")
+    typed.to_parquet(paths[2])
+    raws = [read_landing_file(path, behavior.SCHEMA) for path in paths]
+    assert raws[2]["value"].dtype != raws[0]["value"].dtype
+    valid, rejected, valid_file, rejected_file = validate_joined(raws, behavior.SCHEMA)
+    assert len(valid) == len(valid_file) and len(rejected) == len(rejected_file)
+    together = [(valid.loc[valid_file == i].reset_index(drop=True),
+                 rejected.loc[rejected_file == i].reset_index(drop=True)) for i in range(len(raws))]
+    for raw, (valid, rejected) in zip(raws, together, strict=True):
+        alone_valid, alone_rejected = validate_rows(raw, behavior.SCHEMA)
+        pd.testing.assert_frame_equal(valid, alone_valid, check_exact=True)
+        pd.testing.assert_frame_equal(rejected, alone_rejected, check_exact=True)
+    seconds, millis = together[0][0]["timestamp"], together[1][0]["timestamp"]
+    assert seconds.iloc[0] == millis.iloc[0] == pd.Timestamp("2024-01-01T00:00:00Z")
+    assert reasons(together[4][1]) == {"e": "event_type: not an allowed value",
+                                       "f": "value: not a number or out of range"}
