@@ -79,6 +79,38 @@ def test_the_coordinate_search_finds_the_known_best_setting(world) -> None:
     assert set(result.fitted) == {f.name for f in folds}
 
 
+class Racer(Oracle):
+    """``sharp`` is the known best; ``blunt`` (random scores) is clearly worse; ``twin`` scores like ``sharp``."""
+
+    name = "racer_for_tests"
+    search_space: ClassVar[dict[str, tuple]] = {"kind": ("sharp", "blunt", "twin")}
+    fits: ClassVar[list[tuple[str, str]]] = []
+
+    def __init__(self, kind: str = "sharp", random_state: int = 0) -> None:
+        super().__init__(sharp=kind != "blunt", random_state=random_state)
+        self.kind = kind
+
+    def fit(self, data: TrainingData) -> Racer:
+        self.fits.append((self.kind, data.origin_name))
+        return super().fit(data)
+
+
+def test_a_clearly_worse_setting_is_dropped_after_the_latest_fold_and_a_close_one_is_fitted_on_all(world) -> None:
+    root, config = world
+    folds = folds_of(root, config)
+    Racer.relevant = {f.name: f.relevance for f in folds}
+    Racer.fits.clear()
+    result = tuning.tune(Racer, folds, 10, 60.0, lambda cls, params, origin: cls(**params))
+    assert result.params == {"kind": "sharp"}
+    assert Racer.fits == [("sharp", "fold1"), ("sharp", "fold2"), ("blunt", "fold1"),
+                          ("twin", "fold1"), ("twin", "fold2")]  # fold1 is the latest fold
+    sharp, blunt, twin = result.trials
+    assert blunt["fold_ndcg"] is None and blunt["pruned"]["folds"] == ["fold1"]
+    pruned = blunt["pruned"]
+    assert pruned["difference"] + tuning.PRUNE_Z * pruned["se"] < 0 and pruned["ndcg"] < pruned["best_ndcg"]
+    assert twin["fold_ndcg"] == sharp["fold_ndcg"] == result.score  # a tie does not replace the best
+
+
 def test_a_budget_too_small_for_the_default_fails_naming_the_model_and_the_budget(world) -> None:
     root, config = world
     folds = folds_of(root, config)
