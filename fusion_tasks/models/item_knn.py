@@ -35,11 +35,13 @@ class ItemKNNRecommender(BaseRecommender):
         binary = history.copy()
         binary.data[:] = 1.0
         norms = np.sqrt(np.asarray(binary.sum(axis=0)).ravel())
-        gram = (binary.T @ binary).tocsr().astype("float32")
-        gram.setdiag(0)
-        gram.eliminate_zeros()
+        gram = (binary.T.tocsr() @ binary).astype("float32")  # CSR @ CSR: about half the time of CSC @ CSR
         rows = np.repeat(np.arange(gram.shape[0]), np.diff(gram.indptr))
-        gram.data = gram.data / (norms[rows] * norms[gram.indices] + self.shrink)
+        off_diagonal = rows != gram.indices
+        rows, columns = rows[off_diagonal], gram.indices[off_diagonal]
+        values = gram.data[off_diagonal] / (norms[rows] * norms[columns] + self.shrink)
+        gram = sparse.csr_matrix((values, columns, np.r_[0, np.cumsum(np.bincount(rows, minlength=gram.shape[0]))]),
+                                 shape=gram.shape)
         self.similarity_ = _top_per_row(gram, self.neighbours)
         self.history_ = history
         return self
@@ -49,17 +51,13 @@ class ItemKNNRecommender(BaseRecommender):
 
 
 def _top_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
-    """Keep the k largest entries of each row (ties: lower column first)."""
-    data, indices, indptr = [], [], [0]
-    for row in range(matrix.shape[0]):
+    """Keep the k largest entries of each row (ties: lower column first); columns sorted within a row."""
+    lengths = np.diff(matrix.indptr)
+    keep = np.ones(matrix.nnz, dtype=bool)
+    for row in np.flatnonzero(lengths > k):  # shorter rows are kept whole
         start, end = matrix.indptr[row], matrix.indptr[row + 1]
-        values, cols = matrix.data[start:end], matrix.indices[start:end]
-        if end - start > k:
-            keep = np.lexsort((cols, -values))[:k]
-            values, cols = values[keep], cols[keep]
-        order = np.argsort(cols, kind="stable")
-        data.append(values[order])
-        indices.append(cols[order])
-        indptr.append(indptr[-1] + len(cols))
-    return sparse.csr_matrix((np.concatenate(data) if data else [], np.concatenate(indices) if indices else [],
-                              indptr), shape=matrix.shape, dtype="float32")
+        keep[start + np.lexsort((matrix.indices[start:end], -matrix.data[start:end]))[k:]] = False
+    out = sparse.csr_matrix((matrix.data[keep], matrix.indices[keep], np.r_[0, np.cumsum(np.minimum(lengths, k))]),
+                            shape=matrix.shape, dtype="float32")
+    out.sort_indices()
+    return out
