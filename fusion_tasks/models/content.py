@@ -77,8 +77,10 @@ class ContentRecommender(BaseRecommender):
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        out = self.user_category_[users][:, self.item_category_] * self.item_share_[None, :]
+        # np.take along the items keeps the rows C-contiguous (fancy indexing of the second axis would not)
+        out = np.take(self.user_category_[users], self.item_category_, axis=1)
+        out *= self.item_share_
         if self.attribute_weight:
-            similarity = dense_rows(self.item_features_ @ self.profiles_[users].T).T
-            out = out * (1.0 + self.attribute_weight * similarity)
-        return np.ascontiguousarray(out, dtype="float32")
+            similarity = dense_rows(self.item_features_ @ self.profiles_[users].T)  # items x users
+            out *= 1.0 + self.attribute_weight * similarity.T
+        return out
