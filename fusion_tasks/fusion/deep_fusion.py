@@ -209,9 +209,11 @@ class _Trainer:
                     loss += l2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
                 optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
                                               model.trainable_variables, strict=True))
-                return (start + batch_size,)
+                # the next step starts after this one's updates (the loop counter alone does not wait for them)
+                with tf.control_dependencies([tf.identity(optimizer.iterations)]):
+                    return (start + batch_size,)
 
-            tf.while_loop(lambda start: start < tf.shape(order)[0], step, (tf.constant(0),))
+            tf.while_loop(lambda start: start < tf.shape(order)[0], step, (tf.constant(0),), parallel_iterations=1)
 
         @tf.function(input_signature=signature, autograph=False)
         def loss(*args):
