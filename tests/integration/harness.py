@@ -6,7 +6,8 @@ runs on a real PostgreSQL server (``postgres.py``), as docker-compose.yaml does.
 Each instance gets its own AIRFLOW_HOME and FUSION_DATA_ROOT under a temporary folder, a free loopback port,
 the pool ``fusion_training``, a small synthetic world (60 days, 80 users, 120 items) and a serialized,
 unpaused DAG. The three processes share one process group (the ``set -m`` pattern): teardown signals the
-whole group, then kills whatever survived, so no test leaves Airflow running. Every wait is bounded.
+whole group, then kills whatever survived, so no test leaves Airflow running. Every wait is bounded: waits
+for runs by progress (``StallWatch``: no run or task changed state for ``STALL_SECONDS``), not by the clock.
 
 The scheduler's own schedule is switched off (``[scheduler] use_job_schedule = False``): unpausing the DAG
 would otherwise create a scheduled run for "yesterday" (catchup=False, start_date 2000-01-01), whose
@@ -46,6 +47,22 @@ CHEAP_CONF: dict[str, Any] = {"holdout_days": 7, "validation_days": 7, "n_folds"
                               "tune_models": False}
 WORLD = {"n_days": 60, "n_users": 80, "n_items": 120}  # 2024-01-01 .. 2024-02-29
 TERMINAL = {"success", "failed"}
+STALL_SECONDS = 600  # a wait fails when nothing moved for this long: a busy machine slows runs, it does not stop them
+
+
+class StallWatch:
+    """A wait bounded by progress, not by the wall clock: ``moved(state)`` records what was seen and says
+    whether anything changed within the last ``stall`` seconds."""
+
+    def __init__(self, stall: float = STALL_SECONDS) -> None:
+        self.stall = stall
+        self.last: Any = None
+        self.since = time.monotonic()
+
+    def moved(self, state: Any) -> bool:
+        if state != self.last:
+            self.last, self.since = state, time.monotonic()
+        return time.monotonic() - self.since <= self.stall
 
 
 def _free_port() -> int:
@@ -206,8 +223,8 @@ class AirflowInstance:
         assert response.status_code == 200, response.text
         return response.json()["dag_runs"]
 
-    def task_instances(self, run_id: str) -> list[dict[str, Any]]:
-        response = self.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances",
+    def task_instances(self, run_id: str, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
+        response = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances",
                             params={"limit": 100})
         assert response.status_code == 200, response.text
         return response.json()["task_instances"]
@@ -221,17 +238,29 @@ class AirflowInstance:
         files = sorted((self.home / "logs").glob(f"dag_id={DAG_ID}/run_id={run_id}/task_id={task_id}/*"))
         return text + "".join(path.read_text(errors="replace") for path in files if path.is_file())
 
+    def activity(self, runs: list[dict[str, Any]]) -> tuple:
+        """What the runs have done so far: each run's state and, for runs not finished, each task's state and
+        try (any change is progress)."""
+        seen = []
+        for run in sorted(runs, key=lambda r: r["dag_run_id"]):
+            seen.append((run["dag_run_id"], run["state"]))
+            if run["state"] not in TERMINAL:
+                seen += sorted((run["dag_run_id"], t["task_id"], t.get("map_index"), t["state"], t.get("try_number"))
+                               for t in self.task_instances(run["dag_run_id"], run.get("dag_id", DAG_ID)))
+        return tuple(seen)
+
     def wait_for_runs(self, run_ids: set[str] | None = None, *, run_type: str | None = None, count: int = 0,
-                      timeout: float = 600, poll: float = 3,
+                      stall: float = STALL_SECONDS, poll: float = 3,
                       dag_id: str = DAG_ID) -> tuple[list[dict[str, Any]], int]:
-        """Poll until the selected runs (given ids, or ``count`` runs of ``run_type``) are all finished.
+        """Poll until the selected runs (given ids, or ``count`` runs of ``run_type``) are all finished; fail
+        when no run or task changed state for ``stall`` seconds.
 
         Returns the runs and the largest number of them seen in state ``running`` at one poll.
         """
-        deadline = time.monotonic() + timeout
+        watch = StallWatch(stall)
         most_running = 0
         selected: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
+        while True:
             runs = self.dag_runs(dag_id)
             if run_ids is not None:
                 selected = [r for r in runs if r["dag_run_id"] in run_ids]
@@ -241,9 +270,11 @@ class AirflowInstance:
             expected = len(run_ids) if run_ids is not None else count
             if len(selected) >= expected and all(r["state"] in TERMINAL for r in selected):
                 return selected, most_running
+            if not watch.moved((len(selected), self.activity(selected))):
+                break
             time.sleep(poll)
         states = {r["dag_run_id"]: r["state"] for r in selected}
-        raise TimeoutError(f"runs not finished after {timeout}s: {states}\n{self.logs_tail()}")
+        raise TimeoutError(f"runs made no progress for {stall:g}s: {states}\n{self.logs_tail()}")
 
     def failure_report(self, runs: list[dict[str, Any]]) -> str:
         """For every failed run: each failed task and the end of its log."""

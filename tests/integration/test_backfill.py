@@ -24,8 +24,10 @@ import pytest
 from tests.integration.harness import (
     CHEAP_CONF,
     DAG_ID,
+    STALL_SECONDS,
     TERMINAL,
     AirflowInstance,
+    StallWatch,
     max_overlap,
     running_airflow,
 )
@@ -36,7 +38,6 @@ FIRST = dt.date(2024, 2, 24)
 LAST = dt.date(2024, 2, 28)  # 2024-02-29 is left to the trigger test
 DATES = [FIRST + dt.timedelta(days=n) for n in range((LAST - FIRST).days + 1)]
 MAX_ACTIVE_RUNS = 2
-RUN_TIMEOUT = 600  # seconds for all runs of one direction
 
 
 def _create_backfill(instance: AirflowInstance, *, backwards: bool) -> None:
@@ -58,8 +59,9 @@ def backfills(integration_tmp: Path) -> dict[str, dict[str, Any]]:
         }
         most_running = dict.fromkeys(instances, 0)
         pending = dict(instances)
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while pending and time.monotonic() < deadline:
+        watch = StallWatch()
+        while pending:
+            seen = []
             for direction, instance in list(pending.items()):
                 runs = [run for run in instance.dag_runs() if run["run_type"] == "backfill"]
                 most_running[direction] = max(most_running[direction], sum(r["state"] == "running" for r in runs))
@@ -68,11 +70,13 @@ def backfills(integration_tmp: Path) -> dict[str, dict[str, Any]]:
                                           "most_running": most_running[direction],
                                           "failures": instance.failure_report(runs)}
                     del pending[direction]
+                else:
+                    seen.append((direction, len(runs), instance.activity(runs)))
+            if pending and not watch.moved(tuple(seen)):
+                states = {d: {r["dag_run_id"]: r["state"] for r in i.dag_runs()} for d, i in pending.items()}
+                raise TimeoutError(f"backfills made no progress for {STALL_SECONDS}s: {states}\n"
+                                   + "\n".join(i.logs_tail() for i in pending.values()))
             time.sleep(3)
-        if pending:
-            states = {d: {r["dag_run_id"]: r["state"] for r in i.dag_runs()} for d, i in pending.items()}
-            raise TimeoutError(f"backfills not finished after {RUN_TIMEOUT}s: {states}\n"
-                               + "\n".join(i.logs_tail() for i in pending.values()))
     return results
 
 

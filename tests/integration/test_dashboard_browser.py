@@ -52,7 +52,7 @@ def published(airflow: AirflowInstance) -> dict[str, Any]:
                                                     "conf": {"as_of_date": day.isoformat(), **CHEAP_CONF}})
         assert response.status_code == 200, response.text
         runs[day] = response.json()
-    finished, _ = airflow.wait_for_runs({r["dag_run_id"] for r in runs.values()}, timeout=900)
+    finished, _ = airflow.wait_for_runs({r["dag_run_id"] for r in runs.values()})
     assert all(r["state"] == "success" for r in finished), airflow.failure_report(finished)
     return runs
 

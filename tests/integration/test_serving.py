@@ -39,7 +39,7 @@ def published(airflow: AirflowInstance) -> AirflowInstance:
     response = airflow.api("POST", f"/api/v2/dags/{DAG_ID}/dagRuns",
                            json={"logical_date": None, "conf": {"as_of_date": AS_OF.isoformat(), **CHEAP_CONF}})
     assert response.status_code == 200, response.text
-    (run,), _ = airflow.wait_for_runs({response.json()["dag_run_id"]}, timeout=900)
+    (run,), _ = airflow.wait_for_runs({response.json()["dag_run_id"]})
     assert run["state"] == "success", airflow.failure_report([run])
     return airflow
 
@@ -123,7 +123,7 @@ def test_a_publish_triggers_the_consumer_dag_with_its_date_and_version(asset_air
     db = Database.sqlite(root.serving_db())
     assert event["extra"]["checksum"] == db.current(AS_OF).checksum
 
-    (run,), _ = asset_airflow.wait_for_runs(run_type="asset_triggered", count=1, dag_id=EXPORT_DAG, timeout=300)
+    (run,), _ = asset_airflow.wait_for_runs(run_type="asset_triggered", count=1, dag_id=EXPORT_DAG)
     assert run["state"] == "success", asset_airflow.logs_tail()
     exported = pd.read_csv(root.export_path(AS_OF))
     table = root.read_recommendations(AS_OF)

@@ -28,7 +28,7 @@ def test_trigger_with_as_of_date_publishes_that_date(airflow):
     from fusion_tasks.storage import DataRoot
 
     run = _trigger(airflow, {"as_of_date": AS_OF.isoformat(), **CHEAP_CONF})
-    (finished,), _ = airflow.wait_for_runs({run["dag_run_id"]}, timeout=300)
+    (finished,), _ = airflow.wait_for_runs({run["dag_run_id"]})
     assert finished["state"] == "success", airflow.failure_report([finished])
     states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(run["dag_run_id"])}
     assert states["publish_recommendations"] == "success", states
@@ -46,7 +46,7 @@ def test_trigger_with_as_of_date_publishes_that_date(airflow):
 
 def test_trigger_without_any_date_fails_in_plan_run(airflow):
     run = _trigger(airflow, {})
-    (finished,), _ = airflow.wait_for_runs({run["dag_run_id"]}, timeout=120)
+    (finished,), _ = airflow.wait_for_runs({run["dag_run_id"]})
     assert finished["state"] == "failed"
     states = {ti["task_id"]: ti for ti in airflow.task_instances(run["dag_run_id"])}
     plan = states.pop("plan_run")
@@ -97,7 +97,7 @@ def test_runs_are_recorded_in_the_postgresql_metadata_database(airflow):
     url = airflow.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert url.startswith("postgresql+psycopg2://")
     run = _trigger(airflow, {})  # a run of its own, which fails at once: no date at all
-    airflow.wait_for_runs({run["dag_run_id"]}, timeout=120)
+    airflow.wait_for_runs({run["dag_run_id"]})
     api_runs = {r["dag_run_id"]: r["state"] for r in airflow.dag_runs()}
     assert run["dag_run_id"] in api_runs
     with psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://")) as connection:
