@@ -239,15 +239,19 @@ class AirflowInstance:
         return text + "".join(path.read_text(errors="replace") for path in files if path.is_file())
 
     def activity(self, runs: list[dict[str, Any]]) -> tuple:
-        """What the runs have done so far: each run's state and, for runs not finished, each task's state and
-        try (any change is progress)."""
-        seen = []
-        for run in sorted(runs, key=lambda r: r["dag_run_id"]):
-            seen.append((run["dag_run_id"], run["state"]))
-            if run["state"] not in TERMINAL:
-                seen += sorted((run["dag_run_id"], t["task_id"], t.get("map_index"), t["state"], t.get("try_number"))
-                               for t in self.task_instances(run["dag_run_id"], run.get("dag_id", DAG_ID)))
-        return tuple(seen)
+        """What the runs have done so far: each run's state, and the task logs written (files and sizes, read
+        from disk: a running task writes its log; reading it adds no load on the API server)."""
+        logs = sorted((str(path), path.stat().st_size) for path in (self.home / "logs").glob("dag_id=*/**/*")
+                      if path.is_file())
+        return tuple(sorted((r["dag_run_id"], r["state"]) for r in runs)), tuple(logs)
+
+    def poll(self, read: Callable[[], Any]) -> Any:
+        """``read()``, or None when the API server did not answer in time (a busy machine: the next poll
+        asks again, and ``StallWatch`` bounds the wait)."""
+        try:
+            return read()
+        except httpx.TimeoutException:
+            return None
 
     def wait_for_runs(self, run_ids: set[str] | None = None, *, run_type: str | None = None, count: int = 0,
                       stall: float = STALL_SECONDS, poll: float = 3,
@@ -261,7 +265,12 @@ class AirflowInstance:
         most_running = 0
         selected: list[dict[str, Any]] = []
         while True:
-            runs = self.dag_runs(dag_id)
+            runs = self.poll(lambda: self.dag_runs(dag_id))
+            if runs is None:
+                if not watch.moved(watch.last):
+                    break
+                time.sleep(poll)
+                continue
             if run_ids is not None:
                 selected = [r for r in runs if r["dag_run_id"] in run_ids]
             else:

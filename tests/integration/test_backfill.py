@@ -60,19 +60,23 @@ def backfills(integration_tmp: Path) -> dict[str, dict[str, Any]]:
         most_running = dict.fromkeys(instances, 0)
         pending = dict(instances)
         watch = StallWatch()
+        observed: dict[str, Any] = {}  # per direction: its runs and task logs at the last answer
         while pending:
-            seen = []
             for direction, instance in list(pending.items()):
-                runs = [run for run in instance.dag_runs() if run["run_type"] == "backfill"]
+                answer = instance.poll(instance.dag_runs)
+                if answer is None:  # the API server was too busy to answer: ask again at the next poll
+                    continue
+                runs = [run for run in answer if run["run_type"] == "backfill"]
                 most_running[direction] = max(most_running[direction], sum(r["state"] == "running" for r in runs))
                 if len(runs) == len(DATES) and all(run["state"] in TERMINAL for run in runs):
                     results[direction] = {"data_root": instance.data_root, "runs": runs,
                                           "most_running": most_running[direction],
                                           "failures": instance.failure_report(runs)}
                     del pending[direction]
+                    observed.pop(direction, None)
                 else:
-                    seen.append((direction, len(runs), instance.activity(runs)))
-            if pending and not watch.moved(tuple(seen)):
+                    observed[direction] = (len(runs), instance.activity(runs))
+            if pending and not watch.moved((sorted(results), sorted(observed.items()))):
                 states = {d: {r["dag_run_id"]: r["state"] for r in i.dag_runs()} for d, i in pending.items()}
                 raise TimeoutError(f"backfills made no progress for {STALL_SECONDS}s: {states}\n"
                                    + "\n".join(i.logs_tail() for i in pending.values()))
