@@ -218,19 +218,22 @@ class Database:
         return int(row[0] or 0)
 
     def migrate(self, target: int = SCHEMA_VERSION) -> list[int]:
-        """Apply the migrations after the current version up to ``target``, each in its own transaction.
-        Returns the versions applied."""
-        applied = []
-        for version in sorted(MIGRATIONS):
-            if version > target:
-                break
-            with self.transaction(write=True) as conn:
-                if self.dialect == "postgresql":
-                    self.execute(conn, "SELECT pg_advisory_xact_lock(?)", (_lock_key("schema"),))
-                if version == 1:
-                    self.execute(conn, "CREATE TABLE IF NOT EXISTS fusionrec_schema (version INTEGER PRIMARY KEY, "
-                                       "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
-                if self.schema_version(conn) >= version:
+        """Apply the migrations after the current version up to ``target``, all in one transaction (under the
+        schema lock in PostgreSQL), so that a concurrent publisher sees the schema before or after them,
+        never half-migrated. Returns the versions applied."""
+        applied: list[int] = []
+        if target < min(MIGRATIONS):
+            return applied
+        with self.transaction(write=True) as conn:
+            if self.dialect == "postgresql":
+                self.execute(conn, "SELECT pg_advisory_xact_lock(?)", (_lock_key("schema"),))
+            self.execute(conn, "CREATE TABLE IF NOT EXISTS fusionrec_schema (version INTEGER PRIMARY KEY, "
+                               "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            current = self.schema_version(conn)
+            for version in sorted(MIGRATIONS):
+                if version > target:
+                    break
+                if current >= version:
                     continue
                 description, statements = MIGRATIONS[version]
                 for statement in statements(TYPES[self.dialect]):
@@ -238,8 +241,7 @@ class Database:
                 self.execute(conn, "INSERT INTO fusionrec_schema (version, description, applied_at) VALUES (?, ?, ?)",
                              (version, description, dt.datetime.now(dt.UTC).isoformat()))
                 applied.append(version)
-        if target >= SCHEMA_VERSION:
-            with self.transaction(write=True) as conn:
+            if target >= SCHEMA_VERSION:
                 self.sync_contract(conn)
         return applied
 

@@ -408,3 +408,31 @@ def test_first_migrations_racing_on_an_empty_database_all_succeed(db_url):
     finally:
         for database in databases:
             database.close()
+
+
+def test_a_migration_in_progress_is_never_seen_half_done(db_url, monkeypatch):
+    """A publisher that reads the schema while another migrates an empty database sees no schema or all of it,
+    never the first migration alone (which it would refuse as an older schema)."""
+    from fusion_tasks.sinks import database as database_module
+
+    description, statements = database_module.MIGRATIONS[SCHEMA_VERSION]
+
+    def slow_statements(types):  # called inside the migrating transaction, after the earlier migrations
+        time.sleep(1.5)
+        return statements(types)
+
+    monkeypatch.setitem(database_module.MIGRATIONS, SCHEMA_VERSION, (description, slow_statements))
+    migrator, reader = open_db(db_url), open_db(db_url)
+    seen: set[int] = set()
+    thread = threading.Thread(target=migrator.migrate)
+    try:
+        thread.start()
+        while thread.is_alive():
+            seen.add(reader.schema_version())
+            time.sleep(0.05)
+        thread.join()
+        seen.add(reader.schema_version())
+        assert seen <= {0, SCHEMA_VERSION} and SCHEMA_VERSION in seen, seen
+    finally:
+        migrator.close()
+        reader.close()
