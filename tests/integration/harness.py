@@ -7,7 +7,8 @@ Each instance gets its own AIRFLOW_HOME and FUSION_DATA_ROOT under a temporary f
 the pool ``fusion_training``, a small synthetic world (60 days, 80 users, 120 items) and a serialized,
 unpaused DAG. The three processes share one process group (the ``set -m`` pattern): teardown signals the
 whole group, then kills whatever survived, so no test leaves Airflow running. Every wait is bounded: waits
-for runs by progress (``StallWatch``: no run or task changed state for ``STALL_SECONDS``), not by the clock.
+for runs by progress (``StallWatch``: no run changed state and no task log grew for ``STALL_SECONDS``),
+not by the clock.
 
 The scheduler's own schedule is switched off (``[scheduler] use_job_schedule = False``): unpausing the DAG
 would otherwise create a scheduled run for "yesterday" (catchup=False, start_date 2000-01-01), whose
@@ -223,8 +224,8 @@ class AirflowInstance:
         assert response.status_code == 200, response.text
         return response.json()["dag_runs"]
 
-    def task_instances(self, run_id: str, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
-        response = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances",
+    def task_instances(self, run_id: str) -> list[dict[str, Any]]:
+        response = self.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances",
                             params={"limit": 100})
         assert response.status_code == 200, response.text
         return response.json()["task_instances"]
@@ -257,7 +258,7 @@ class AirflowInstance:
                       stall: float = STALL_SECONDS, poll: float = 3,
                       dag_id: str = DAG_ID) -> tuple[list[dict[str, Any]], int]:
         """Poll until the selected runs (given ids, or ``count`` runs of ``run_type``) are all finished; fail
-        when no run or task changed state for ``stall`` seconds.
+        when no run changed state and no task log grew for ``stall`` seconds.
 
         Returns the runs and the largest number of them seen in state ``running`` at one poll.
         """
