@@ -27,14 +27,15 @@ def top_n(scores: np.ndarray, n: int, chunk: int | None = None) -> np.ndarray:
     rows, columns = scores.shape
     n = min(n, columns)
     if chunk is None:
-        chunk = min(MAX_CHUNK, columns // (MIN_CHUNKS_PER_N * max(n, 1)))
+        widest = min(MAX_CHUNK, columns // (MIN_CHUNKS_PER_N * max(n, 1)))
+        chunk = 1 << (widest.bit_length() - 1) if widest > 0 else 0  # a power of two: maxima by halving
     if rows == 0 or n == 0 or chunk < 2 or columns // chunk < n:
         return _sorted_top(scores, n)
     full = columns // chunk * chunk
     blocks = scores[:, :full].reshape(rows, full // chunk, chunk)  # a view: splitting the column axis
     tail = np.full((rows, 1, chunk), -np.inf, dtype=scores.dtype)  # the last columns, padded to one chunk
     tail[:, 0, :columns - full] = scores[:, full:]
-    maxima = np.concatenate([blocks.max(axis=2), tail.max(axis=2)], axis=1)
+    maxima = np.concatenate([_last_axis_max(blocks), tail.max(axis=2)], axis=1)
     threshold = -np.partition(-maxima, n - 1, axis=1)[:, n - 1]  # the n-th largest chunk maximum
     # the chunks that can hold a top-n score, row by row and in column order
     row, which = np.nonzero(maxima >= threshold[:, None])
@@ -64,6 +65,15 @@ def top_n(scores: np.ndarray, n: int, chunk: int | None = None) -> np.ndarray:
     out[a_row, a_slot] = a_col
     out[t_row[keep], t_slot[keep]] = t_col[keep]
     return out
+
+
+def _last_axis_max(blocks: np.ndarray) -> np.ndarray:
+    """``blocks.max(axis=2)``, by halving the last axis while its length is even: an elementwise maximum of two
+    halves runs over whole rows, about twice as fast here as numpy's reduction over a short last axis."""
+    while blocks.shape[2] > 1 and blocks.shape[2] % 2 == 0:
+        half = blocks.shape[2] // 2
+        blocks = np.maximum(blocks[:, :, :half], blocks[:, :, half:])
+    return blocks.max(axis=2)
 
 
 def _position_in_row(row: np.ndarray, rows: int) -> np.ndarray:

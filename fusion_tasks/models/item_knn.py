@@ -35,14 +35,15 @@ class ItemKNNRecommender(BaseRecommender):
         binary = history.copy()
         binary.data[:] = 1.0
         norms = np.sqrt(np.asarray(binary.sum(axis=0)).ravel())
-        gram = (binary.T.tocsr() @ binary).astype("float32")  # CSR @ CSR: about half the time of CSC @ CSR
-        rows = np.repeat(np.arange(gram.shape[0]), np.diff(gram.indptr))
-        off_diagonal = rows != gram.indices
-        rows, columns = rows[off_diagonal], gram.indices[off_diagonal]
-        values = gram.data[off_diagonal] / (norms[rows] * norms[columns] + self.shrink)
-        gram = sparse.csr_matrix((values, columns, np.r_[0, np.cumsum(np.bincount(rows, minlength=gram.shape[0]))]),
-                                 shape=gram.shape)
-        self.similarity_ = _top_per_row(gram, self.neighbours)
+        gram = binary.T.tocsr() @ binary  # CSR @ CSR: about half the time of CSC @ CSR
+        rows = np.repeat(np.arange(gram.shape[0], dtype=np.int32), np.diff(gram.indptr))
+        scale = norms[rows]
+        scale *= norms[gram.indices]
+        scale += self.shrink
+        cosine = sparse.csr_matrix((gram.data / scale, gram.indices, gram.indptr), shape=gram.shape)
+        cosine.data[rows == gram.indices] = 0.0  # the diagonal: every other co-occurrence count is at least 1
+        cosine.eliminate_zeros()
+        self.similarity_ = _top_per_row(cosine, self.neighbours)
         self.history_ = history
         return self
 
@@ -51,13 +52,25 @@ class ItemKNNRecommender(BaseRecommender):
 
 
 def _top_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
-    """Keep the k largest entries of each row (ties: lower column first); columns sorted within a row."""
+    """Keep the k largest entries of each row (ties: lower column first); columns sorted within a row.
+
+    A longer row is cut at its k-th largest value (a partition, not a sort): the entries above it are kept,
+    and the entries equal to it with the lowest columns fill the row to k."""
     lengths = np.diff(matrix.indptr)
     keep = np.ones(matrix.nnz, dtype=bool)
+    data, indices, indptr = matrix.data, matrix.indices, matrix.indptr
     for row in np.flatnonzero(lengths > k):  # shorter rows are kept whole
-        start, end = matrix.indptr[row], matrix.indptr[row + 1]
-        keep[start + np.lexsort((matrix.indices[start:end], -matrix.data[start:end]))[k:]] = False
-    out = sparse.csr_matrix((matrix.data[keep], matrix.indices[keep], np.r_[0, np.cumsum(np.minimum(lengths, k))]),
+        start, end = indptr[row], indptr[row + 1]
+        values = data[start:end]
+        kth = np.partition(values, end - start - k)[end - start - k]
+        chosen = values > kth
+        tied = np.flatnonzero(values == kth)
+        need = k - np.count_nonzero(chosen)
+        if need < len(tied):
+            tied = tied[np.argsort(indices[start:end][tied], kind="stable")[:need]]
+        chosen[tied] = True
+        keep[start:end] = chosen
+    out = sparse.csr_matrix((data[keep], indices[keep], np.r_[0, np.cumsum(np.minimum(lengths, k))]),
                             shape=matrix.shape, dtype="float32")
     out.sort_indices()
     return out
