@@ -14,8 +14,8 @@ on the largest world, in the same run:
 
 The worlds are run with the settings every size can afford (``CONFIG``: one validation fold, base models
 with their default settings; per-run tuning multiplies a model's fits by the settings it tries, so its
-exponent is the fit's). Writes ``bench/out/cost_curve.md``, ``bench/out/cost_curve.json`` and
-``bench/plots/cost_curve.png``.
+exponent is the fit's). Writes ``bench/cost_curve.md``, ``bench/cost_curve.json`` (the raw numbers) and
+``bench/plots/cost_curve.png``, all committed.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,7 @@ import numpy as np
 
 from fusion_tasks.config import PROJECT_ROOT
 
-OUT = PROJECT_ROOT / "bench" / "out"
+TABLE = PROJECT_ROOT / "bench" / "cost_curve.md"  # committed, with the plot and the raw numbers beside it
 PLOT = PROJECT_ROOT / "bench" / "plots" / "cost_curve.png"
 DAYS = 365
 START = dt.date(2024, 1, 1)
@@ -271,7 +272,7 @@ def anchors(root: Path, config: dict) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def report(worlds: dict[int, dict], anchor: dict | None, peak: float, config: dict) -> list[str]:
+def report(worlds: dict[int, dict], anchor: dict | None, peak: float, config: dict, plot_link: str) -> list[str]:
     events = sorted(worlds)
     labels = list(dict.fromkeys(label for e in events for label in worlds[e]["costs"]))
     head = " | ".join(f"{e:.0e} wall s | CPU s | peak MiB" for e in events)
@@ -319,7 +320,7 @@ def report(worlds: dict[int, dict], anchor: dict | None, peak: float, config: di
                   f"**{flops / anchor['score_seconds'] / 1e9 / peak:.1%} of the peak** (the bare product: "
                   f"{flops / anchor['product_seconds'] / 1e9 / peak:.1%}); {anchor['factors']} factors make the "
                   "product a thin one, bound by memory more than by arithmetic."]
-    lines += ["", "![cost per stage against events](../plots/cost_curve.png)", ""]
+    lines += ["", f"![CPU seconds per stage against events]({plot_link})", ""]
     return lines
 
 
@@ -352,7 +353,7 @@ def plot(worlds: dict[int, dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
-    parser.add_argument("--out", type=Path, default=OUT / "cost_curve.md")
+    parser.add_argument("--out", type=Path, default=TABLE)
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--no-anchors", action="store_true", help="skip the anchors and the GEMM peak")
     args = parser.parse_args(argv)
@@ -377,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     peak = 0.0 if args.no_anchors else gemm_peak()
-    lines = report(worlds, anchor, peak, config)
+    link = os.path.relpath(args.plot.resolve(), args.out.resolve().parent)
+    lines = report(worlds, anchor, peak, config, link)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     args.out.with_suffix(".json").write_text(json.dumps({"config": config, "worlds": worlds, "anchors": anchor,
