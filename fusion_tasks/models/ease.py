@@ -3,8 +3,8 @@
 ``B = argmin ||X - XB||² + λ||B||²`` subject to ``diag(B) = 0`` has the closed form
 ``P = (XᵀX + λI)⁻¹``, ``B = -P / diag(P)`` (column-wise), ``diag(B) = 0``. ``score(u) = x_u B``.
 
-The inverse is dense (float32, by Cholesky), so the model covers the ``max_items`` items with the most users (at least
-``min_users``); on a 2-CPU machine 5,000 items take a few seconds. The other items score below
+The inverse is dense (float32, from the Cholesky factor), so the model covers the ``max_items`` items with the
+most users (at least ``min_users``); on a 2-CPU machine 5,000 items take a few seconds. The other items score below
 every covered item of the same user, so they never displace what the model knows about. A user
 with no covered item in their history gets a constant row: the model has no signal for them (fusion
 then leaves the ranking to the other models).
@@ -63,10 +63,18 @@ class EASERecommender(BaseRecommender):
 
 
 def _spd_inverse(matrix: np.ndarray) -> np.ndarray:
-    """The inverse of a symmetric positive definite float32 matrix by Cholesky factorisation and
-    triangular solves (about half a float64 general inverse's time here; λ > 0 keeps it well
-    conditioned). Raises ``numpy.linalg.LinAlgError`` when the matrix is not positive definite."""
+    """The inverse of a symmetric positive definite float32 matrix from its Cholesky factor (LAPACK ``potrf``
+    then ``potri``, which forms the inverse's lower triangle from the factor, mirrored here): about 1.6x faster
+    than two triangular solves against the identity, and exactly symmetric. λ > 0 keeps it well conditioned.
+    Raises ``numpy.linalg.LinAlgError`` when the matrix is not positive definite."""
     from scipy import linalg
 
-    factor = linalg.cho_factor(matrix, lower=True, overwrite_a=True, check_finite=False)
-    return linalg.cho_solve(factor, np.eye(len(matrix), dtype=matrix.dtype), overwrite_b=True, check_finite=False)
+    potrf, potri = linalg.get_lapack_funcs(("potrf", "potri"), (matrix,))
+    factor, info = potrf(matrix, lower=1, overwrite_a=1, clean=0)
+    if info == 0:
+        inverse, info = potri(factor, lower=1, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"the Gram matrix is not positive definite (LAPACK info {info})")
+    lower = np.tril(inverse)
+    lower += np.tril(inverse, -1).T
+    return lower
