@@ -131,7 +131,7 @@ def generate_scaled(landing_root: Path, events: int, seed: int = 11) -> dict[str
 
 # One stage per process (as the DAG runs it): argv[1] = {"root", "config", "stage", "name"}; prints its costs.
 STAGE_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 args = json.loads(sys.argv[1])
 from fusion_tasks import pipeline
 from fusion_tasks.config import RunConfig
@@ -153,8 +153,11 @@ steps = {"extract": lambda: pipeline.extract(root, config, name),
          "quality_gate": lambda: quality_gate(root, config), "publish": lambda: publish(root, config)}
 wall, cpu = time.perf_counter(), time.process_time()
 steps[stage]()
-print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
-                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+# the peak RSS of this program: VmHWM starts afresh at exec (ru_maxrss keeps the forking parent's size)
+with open("/proc/self/status") as status:
+    peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(json.dumps({"wall": wall, "cpu": cpu, "peak_mib": peak_kib / 1024}))
 """
 
 
