@@ -37,3 +37,16 @@ def test_top_n_equals_a_full_sort(kind: str, chunk: int | None) -> None:
 
 def test_an_empty_block_has_no_rows() -> None:
     assert top_n(np.zeros((0, 10), dtype="float32"), 3).shape == (0, 3)
+
+
+def test_rows_of_equal_scores_beside_rows_of_distinct_ones() -> None:
+    """A block mixing rows read whole (mostly one value) with rows gathered by chunks, as a pool block of a
+    sparse model is: each row as a full sort gives it, also when the chunks do not divide the columns."""
+    rng = np.random.default_rng(9)
+    for columns in (5000, 5003):
+        scores = rng.standard_normal((30, columns)).astype("float32")
+        scores[::3] = 0.0
+        scores[::3, rng.integers(0, columns, 5)] = 1.0  # fewer distinct scores than n: the zeros fill by column
+        scores[1::3][rng.random((10, columns)) < 0.5] = -np.inf
+        for n in (1, 20, 50):
+            np.testing.assert_array_equal(top_n(scores, n), by_sorting(scores, n))
