@@ -71,7 +71,9 @@ def enforce_candidates(ctx: Context, recs: pd.DataFrame, k: int) -> tuple[pd.Dat
     re-rank; returns the list and how many rows were dropped."""
     u = ctx.vocab.user_index(recs["user_id"])
     i = ctx.vocab.item_index(recs["item_id"])
-    bad = ~ctx.known[i] | (np.asarray(ctx.seen[u, i]).ravel() > 0)
+    # (an empty list, of a model with nothing to say, indexes the matrix with empty arrays: a sparse result)
+    in_past = np.asarray(ctx.seen[u, i]).ravel() > 0 if len(u) else np.zeros(0, dtype=bool)
+    bad = ~ctx.known[i] | in_past
     kept = recs.loc[~bad].sort_values(["user_id", "rank"]).copy()
     kept["rank"] = kept.groupby("user_id").cumcount() + 1
     return kept.loc[kept["rank"] <= k].reset_index(drop=True), int(bad.sum())

@@ -69,3 +69,13 @@ def test_the_report_has_the_ablation_table_the_time_aware_baseline_and_the_plot(
     text = report.markdown(result)
     assert "## Modality ablation" in text and "| behavior only |" in text
     assert "![NDCG@10 per origin and list](bench/plots/quality_ndcg_per_origin.png)" in text
+
+
+def test_an_empty_list_passes_the_candidate_rule(evaluated: dict) -> None:
+    """A model with nothing to say at D (a modality with no data) has an empty list: it is scored as empty."""
+    config = RunConfig.from_dict({**CONF, "as_of_date": D.isoformat(), "data_root": str(evaluated["root"].root)})
+    ctx = scoring.context(evaluated["root"], config, "final")
+    empty = pd.DataFrame({"user_id": pd.Series(dtype=str), "item_id": pd.Series(dtype=str),
+                          "rank": pd.Series(dtype="int64")})
+    kept, dropped = scoring.enforce_candidates(ctx, empty, 10)
+    assert kept.empty and dropped == 0
