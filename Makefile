@@ -21,7 +21,7 @@ help:
 	@echo "make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [BACKWARDS=1]   backfill through the scheduler"
 	@echo "make ciao-import     import the Ciao data set into the landing zone"
 	@echo "make bench-quality   the quality benchmark on Ciao (writes BENCHMARKS.md)"
-	@echo "make bench-speed     extraction speed and memory during a backfill (writes bench/out/speed.md)"
+	@echo "make bench-speed     extraction and stage costs (bench/out/speed.md), then the cost curve (bench/cost_curve.md)"
 	@echo "make db-migrate      migrate the database sink's schema (DB_URL=postgresql://... or the embedded SQLite)"
 	@echo "make bench-serving   latency of the per-user API at 50 clients, SQLite and PostgreSQL (writes bench/out/serving.md)"
 
@@ -78,6 +78,7 @@ bench-quality: venv airflow-db
 
 bench-speed: venv
 	$(BIN)/python -m bench.speed
+	$(BIN)/python -m bench.cost_curve
 
 db-migrate: venv
 	$(BIN)/python -m fusion_tasks db migrate $(if $(DB_URL),--url $(DB_URL))
