@@ -281,13 +281,14 @@ def report(worlds: dict[int, dict], anchor: dict | None, peak: float, config: di
     head = " | ".join(f"{e:.0e} wall s | CPU s | peak MiB" for e in events)
     lines = ["# Cost curve", "", f"`python -m bench.cost_curve --events {' '.join(str(e) for e in events)}` on "
              f"{time.strftime('%Y-%m-%d')}, one fresh process per stage, settings `{json.dumps(config)}`. "
-             "Exponent: the slope of log cost on log events (goal ≤ 1.1); none for a stage under "
-             f"{MIN_FITTED_SECONDS:g} s on every world.", "",
+             "Exponent: the slope of log cost on log events over every world (least squares), and between the largest "
+             "two (small worlds are dominated by each process's start, which flattens the first); goal ≤ 1.1; none "
+             f"for a stage under {MIN_FITTED_SECONDS:g} s on every world.", "",
              "| world | events | users | items | ties | generated in s |", "|---|---|---|---|---|---|",
              *[f"| {e:.0e} | {w['world']['events']:,} | {w['world']['users']:,} | {w['world']['items']:,} | "
                f"{w['world']['ties']:,} | {w['generate_seconds']:.1f} |" for e, w in sorted(worlds.items())], "",
-             f"| stage | {head} | exponent (CPU) | exponent (wall) |",
-             "|---|" + "---|---|---|" * len(events) + "---|---|"]
+             f"| stage | {head} | exponent (CPU) | exponent (wall) | CPU exponent between the largest two |",
+             "|---|" + "---|---|---|" * len(events) + "---|---|---|"]
     for label in labels:
         cells = []
         for e in events:
@@ -295,8 +296,8 @@ def report(worlds: dict[int, dict], anchor: dict | None, peak: float, config: di
             cells += [f"{c['wall']:.2f}", f"{c['cpu']:.2f}", f"{c['peak_mib']:.0f}"] if c else ["–"] * 3
         cpu = [worlds[e]["costs"].get(label, {}).get("cpu", 0) for e in events]
         wall = [worlds[e]["costs"].get(label, {}).get("wall", 0) for e in events]
-        slopes = (f"{exponent(events, cpu):.2f} | {exponent(events, wall):.2f}" if max(wall) >= MIN_FITTED_SECONDS
-                  else "– | –")  # a stage this short is mostly its process's start: no slope to read
+        slopes = (f"{exponent(events, cpu):.2f} | {exponent(events, wall):.2f} | {exponent(events[-2:], cpu[-2:]):.2f}"
+                  if max(wall) >= MIN_FITTED_SECONDS else "– | – | –")  # mostly its process's start: no slope
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {slopes} |")
     totals = [sum(c["cpu"] for c in worlds[e]["costs"].values()) for e in events]
     walls = [sum(c["wall"] for c in worlds[e]["costs"].values()) for e in events]
@@ -304,7 +305,7 @@ def report(worlds: dict[int, dict], anchor: dict | None, peak: float, config: di
     for e, w, c in zip(events, walls, totals, strict=True):
         cells += [f"**{w:.1f}**", f"**{c:.1f}**", f"{max(s['peak_mib'] for s in worlds[e]['costs'].values()):.0f}"]
     lines.append("| whole run | " + " | ".join(cells) + f" | {exponent(events, totals):.2f} | "
-                 f"{exponent(events, walls):.2f} |")
+                 f"{exponent(events, walls):.2f} | {exponent(events[-2:], totals[-2:]):.2f} |")
     lines += ["", f"Float32 matrix-product peak of this machine, measured in this run: **{peak:.1f} GFLOP/s**."]
     if anchor:
         flops = 2 * anchor["users"] * anchor["items"] * anchor["factors"]
@@ -336,16 +337,19 @@ def plot(worlds: dict[int, dict], path: Path) -> None:
     events = sorted(worlds)
     labels = list(dict.fromkeys(label for e in events for label in worlds[e]["costs"]))
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    for label in labels:
-        ax.plot(events, [worlds[e]["costs"].get(label, {}).get("cpu", np.nan) for e in events], marker="o",
-                label=label)
+    shown = [label for label in labels  # stages too short to read a slope from are left out, as in the table
+             if max(worlds[e]["costs"].get(label, {}).get("wall", 0) for e in events) >= MIN_FITTED_SECONDS]
+    colours = plt.get_cmap("tab20").colors
+    for n, label in enumerate(shown):
+        ax.plot(events, [worlds[e]["costs"].get(label, {}).get("cpu", np.nan) for e in events],
+                marker="osD^v"[n % 5], color=colours[n % len(colours)], label=label)
     ax.plot(events, [sum(c["cpu"] for c in worlds[e]["costs"].values()) for e in events], marker="s", color="black",
             linewidth=2.5, label="whole run")
     ref = sum(c["cpu"] for c in worlds[events[0]]["costs"].values())
     ax.plot(events, [ref * (e / events[0]) ** 1.1 for e in events], linestyle="--", color="grey",
             label="slope 1.1 from the whole run")
     ax.set(xscale="log", yscale="log", xlabel="events", ylabel="CPU seconds",
-           title="CPU seconds per stage against the world's events")
+           title=f"CPU seconds per stage against the world's events (stages of {MIN_FITTED_SECONDS:g} s or more)")
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -359,7 +363,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=TABLE)
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--no-anchors", action="store_true", help="skip the anchors and the GEMM peak")
+    parser.add_argument("--from-json", type=Path, help="write the table and plot again from a run's raw numbers")
     args = parser.parse_args(argv)
+    if args.from_json:
+        raw = json.loads(args.from_json.read_text())
+        write(args, {int(e): w for e, w in raw["worlds"].items()}, raw["anchors"], raw["gemm_peak_gflops"],
+              raw["config"])
+        return 0
 
     worlds: dict[int, dict] = {}
     anchor = None
@@ -381,15 +391,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     peak = 0.0 if args.no_anchors else gemm_peak()
+    write(args, worlds, anchor, peak, config)
+    return 0
+
+
+def write(args: argparse.Namespace, worlds: dict[int, dict], anchor: dict | None, peak: float, config: dict) -> None:
     link = os.path.relpath(args.plot.resolve(), args.out.resolve().parent)
     lines = report(worlds, anchor, peak, config, link)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
-    args.out.with_suffix(".json").write_text(json.dumps({"config": config, "worlds": worlds, "anchors": anchor,
-                                                         "gemm_peak_gflops": peak}, indent=1))
+    raw = args.out.with_suffix(".json")
+    if not args.from_json or args.from_json.resolve() != raw.resolve():
+        raw.write_text(json.dumps({"config": config, "worlds": worlds, "anchors": anchor,
+                                   "gemm_peak_gflops": peak}, indent=1))
     plot(worlds, args.plot)
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":
