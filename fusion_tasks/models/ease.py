@@ -41,7 +41,10 @@ class EASERecommender(BaseRecommender):
         sub = binary[:, chosen]
         gram = (sub.T @ sub).toarray().astype("float32")
         gram[np.diag_indices_from(gram)] += self.l2
-        precision = _spd_inverse(gram) if len(chosen) else gram
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"):  # OpenBLAS's threads cost more CPU than they save at this size
+            precision = _spd_inverse(gram) if len(chosen) else gram
         weights = precision / -np.diag(precision) if len(chosen) else precision
         weights[np.diag_indices_from(weights)] = 0.0
         self.items_ = chosen.astype("int64")
