@@ -232,7 +232,6 @@ def best(f, n=3):
         t = time.perf_counter(); value = f(); times.append(time.perf_counter() - t)
     return min(times), value
 # ALS: the model's fit against implicit's fit on the same matrix and settings
-als = make("als", config, "final")
 out["als_fit"], als = best(lambda: make("als", config, "final").fit(data))
 def implicit_fit():
     from implicit.cpu.als import AlternatingLeastSquares
