@@ -10,6 +10,8 @@ model recommends nothing to a user it had no signal for).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,8 @@ from fusion_tasks.training_data import TrainingData, load_relevance
 
 # a block of users holds at most this many bytes of scores (float32, every model, every item)
 BLOCK_BYTES = 256 * 2**20
+# a factored model's scores are made and read in blocks of at most this many bytes (they stay in cache)
+FACTORED_BLOCK_BYTES = 2 * 2**20
 SIGNAL = 1e-9  # a standard deviation of the scores at or below this: the model has nothing to say
 # context columns of every pool, and the modality each comes from
 CONTEXT_FEATURES = {"user_activity": "behavior", "user_has_social": "social", "item_has_content": "content",
@@ -108,8 +112,10 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
     """The pool of ``users`` at ``data``'s origin (see module docstring); no NaN in the result.
 
     Users are scored in blocks of ``block_users`` (default: as many as ``BLOCK_BYTES`` of scores for all the
-    models hold): per block and model, one call for the (block x items) scores, centred in place on the mean
-    over the user's valid items, then the top-N (``topn.top_n``; ties by item index). Memory grows with the
+    models that are not low-rank hold): per block and model, one call for the (block x items) scores, centred in
+    place on the mean over the user's valid items, then the top-N (``topn.top_n``; ties by item index). A low-rank
+    model (``BaseRecommender.low_rank``) gives its factors instead: its scores are made and read in cache-sized
+    blocks, on every processor, and its moments come from the factors (``_Factored``). Memory grows with the
     block, never with users x items. Only the pooled cells (the union of the models' top-N) are gathered: a
     model's z-score there is its centred score over the standard deviation, its rank is looked up in its
     top-N. A model with no signal for a user (constant scores over the valid items) proposes no item for him;
@@ -128,8 +134,10 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
     share = _category_share(data.interactions, category)
     n_items = data.n_items
     unknown = np.flatnonzero(~data.item_known)
-    if block_users is None:
-        block_users = max(1, BLOCK_BYTES // (4 * n_items * max(len(fitted), 1)))
+    factored = {name: _Factored(right, data.item_known) for name, model in fitted.items()
+                if not model.missing_data(data) and (right := _right_factors(model)) is not None}
+    if block_users is None:  # factored models hold no block of all items
+        block_users = max(1, BLOCK_BYTES // (4 * n_items * max(len(fitted) - len(factored), 1)))
     parts = []
     for start in range(0, len(users), block_users):
         batch = users[start:start + block_users]
@@ -143,15 +151,22 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
             if model.missing_data(data):  # nothing to say: no signal, no candidates
                 centred[name], stds[name], tops[name] = None, np.zeros(len(batch)), (np.zeros(0, "int64"),) * 2
                 continue
-            scores = model.score(batch)  # a new float32 array of the caller's: worked on in place
-            std = _centre(scores, unknown, seen_rows, seen_cols, n_valid)
-            has_signal = std > SIGNAL
-            top = topn.top_n(scores[has_signal] if not has_signal.all() else scores, per_model)
+            if name in factored:
+                left = model.low_rank(batch)[0]
+                top, std, centred[name] = factored[name].score(left, seen_rows, seen_cols, n_valid, per_model)
+                has_signal = std > SIGNAL
+                top = top[has_signal]
+            else:
+                scores = model.score(batch)  # a new float32 array of the caller's: worked on in place
+                std = _centre(scores, unknown, seen_rows, seen_cols, n_valid)
+                has_signal = std > SIGNAL
+                top = topn.top_n(scores[has_signal] if not has_signal.all() else scores, per_model)
+                centred[name] = scores
             top_rows = np.flatnonzero(has_signal)
             keys = (top_rows.astype("int64")[:, None] * n_items + top).ravel()
             ranks = np.tile(np.arange(1, top.shape[1] + 1, dtype="int32"), len(top_rows))
             order = np.argsort(keys, kind="stable")
-            centred[name], stds[name], tops[name] = scores, std, (keys[order], ranks[order])
+            stds[name], tops[name] = std, (keys[order], ranks[order])
         cells = np.unique(np.concatenate([keys for keys, _ in tops.values()]))
         keep = ~np.isin(cells, seen_keys, assume_unique=True) & data.item_known[cells % n_items]
         cells = cells[keep]
@@ -160,8 +175,10 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
         for name in fitted:
             keys, ranks = tops[name]
             std = stds[name][rows]
-            z = (np.zeros(len(rows)) if centred[name] is None else
-                 np.divide(centred[name][rows, cols], std, out=np.zeros(len(rows)), where=std > SIGNAL))
+            values = centred[name]
+            z = (np.zeros(len(rows)) if values is None else
+                 np.divide(values(rows, cols) if callable(values) else values[rows, cols], std,
+                           out=np.zeros(len(rows)), where=std > SIGNAL))
             part[f"z_{name}"] = z.astype("float32")
             if len(keys):
                 at = np.minimum(np.searchsorted(keys, cells), len(keys) - 1)
@@ -180,6 +197,91 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in pool_columns(list(fitted), labelled=False).items()})
     return pd.concat(parts, ignore_index=True)
+
+
+def _right_factors(model: models.BaseRecommender) -> np.ndarray | None:
+    """The item side of a low-rank model's scores (``BaseRecommender.low_rank``), or None."""
+    sides = model.low_rank(np.zeros(0, dtype="int64"))
+    return None if sides is None else sides[1]
+
+
+class _Factored:
+    """Pool scoring of a low-rank model (``score = left @ right.T``) for one origin.
+
+    Its scores are made in blocks of ``FACTORED_BLOCK_BYTES`` (a few rows of every known item: they stay in the
+    processor's cache from the matrix product to the top-N that reads them), and never kept. The blocks are
+    shared out among one thread per processor, each with its own block and one BLAS thread (numpy releases the
+    interpreter's lock in the product and in the selection's passes). The moments over a user's valid items
+    come from the factors: with the item vectors shifted onto their mean ``c`` over the known items,
+    ``R = right - c`` and ``G = R[known].T @ R[known]``, the shifted scores ``t = left @ R.T`` of the known items
+    sum to 0 and their squares to ``left G left'``; the user's seen items, read from the block before they are
+    masked, are then taken out. In float64, shifted so that no large mean cancels against a small spread.
+    """
+
+    def __init__(self, right: np.ndarray, item_known: np.ndarray) -> None:
+        self.known = np.flatnonzero(item_known)
+        self.right_known_t = np.ascontiguousarray(right[self.known], dtype="float32").T  # k x known, for the product
+        known = right[self.known].astype("float64")
+        self.centre = known.mean(axis=0) if len(self.known) else np.zeros(right.shape[1])
+        known -= self.centre
+        self.gram = known.T @ known
+        self.right = right
+
+    def score(self, left: np.ndarray, seen_rows: np.ndarray, seen_cols: np.ndarray, n_valid: np.ndarray,
+              n: int):
+        """For each row of ``left``: its top ``n`` known items (``topn.top_n``'s order: score desc, then item) with
+        its seen cells ``(seen_rows, seen_cols)`` (sorted by row) excluded, its standard deviation over its
+        ``n_valid`` valid items (known, not seen), and a function of cells ``(rows, cols)`` giving their centred
+        scores (the score minus the row's mean over its valid items)."""
+        rows, n_known = len(left), len(self.known)
+        step = max(1, FACTORED_BLOCK_BYTES // (4 * max(n_known, 1)))
+        top = np.empty((rows, min(n, n_known)), dtype=np.int64)
+        seen = np.empty(len(seen_rows), dtype="float32")  # the scores of the seen cells
+        where = np.searchsorted(self.known, seen_cols)  # a seen item is known: its place among the known ones
+        starts = np.arange(0, rows, step)
+        bounds = np.searchsorted(seen_rows, np.append(starts, rows))
+        left = np.ascontiguousarray(left, dtype="float32")
+        workers = min(_processors(), len(starts))
+
+        def work(worker: int) -> None:
+            buffer = np.empty((min(step, rows), n_known), dtype="float32")
+            for block in range(worker, len(starts), workers):
+                start = starts[block]
+                scores = buffer[:min(step, rows - start)]
+                np.matmul(left[start:start + len(scores)], self.right_known_t, out=scores)
+                first, last = bounds[block], bounds[block + 1]
+                cells = (seen_rows[first:last] - start, where[first:last])
+                seen[first:last] = scores[cells]
+                scores[cells] = -np.inf
+                top[start:start + len(scores)] = topn.top_n(scores, n)
+
+        if rows and n_known:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1, "blas"):
+                if workers == 1:
+                    work(0)
+                else:
+                    with ThreadPoolExecutor(workers) as pool:
+                        list(pool.map(work, range(workers)))
+        left = left.astype("float64")
+        offset = left @ self.centre  # each row's score of the mean item vector: t = score - offset
+        shifted_seen = seen - offset[seen_rows]
+        total = -np.bincount(seen_rows, weights=shifted_seen, minlength=rows)
+        squares = np.einsum("ij,ij->i", left @ self.gram, left) - np.bincount(
+            seen_rows, weights=shifted_seen * shifted_seen, minlength=rows)
+        mean = total / n_valid + offset  # of the scores over the valid items
+        std = np.sqrt(np.maximum(squares / n_valid - (total / n_valid) ** 2, 0.0))
+
+        def centred(cell_rows: np.ndarray, cell_cols: np.ndarray) -> np.ndarray:
+            return np.einsum("ij,ij->i", left[cell_rows], self.right[cell_cols].astype("float64")) - mean[cell_rows]
+
+        return self.known[top], std, centred
+
+
+def _processors() -> int:
+    """The processors this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def _centre(scores: np.ndarray, unknown: np.ndarray, seen_rows: np.ndarray, seen_cols: np.ndarray,

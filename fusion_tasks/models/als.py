@@ -54,3 +54,6 @@ class ALSRecommender(BaseRecommender):
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors_[users] @ self.item_factors_.T
+
+    def low_rank(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.user_factors_[users], self.item_factors_

@@ -48,6 +48,12 @@ class BaseRecommender(abc.ABC):
         """Scores of shape ``(len(users), n_items)``, float32, finite; higher is better. A new array: the
         caller may change it in place (pool scoring does)."""
 
+    def low_rank(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(left, right)``, float32, with ``score(users) == left @ right.T`` (``len(users) x k`` and
+        ``n_items x k``) for a model whose scores are a low-rank product; ``None`` (the default) otherwise. Pool
+        scoring then makes such a model's scores in cache-sized blocks and its moments from the factors."""
+        return None
+
     # scikit-learn style parameters -----------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]

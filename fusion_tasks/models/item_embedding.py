@@ -53,3 +53,9 @@ class ItemEmbeddingRecommender(BaseRecommender):
         if self.prior:
             out = out + self.prior * self.popularity_[None, :]
         return np.ascontiguousarray(out, dtype="float32")
+
+    def low_rank(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.prior:
+            return self.profiles_[users], self.vectors_
+        prior = np.full((len(users), 1), self.prior, dtype="float32")
+        return (np.hstack([self.profiles_[users], prior]), np.hstack([self.vectors_, self.popularity_[:, None]]))

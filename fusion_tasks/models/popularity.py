@@ -30,3 +30,6 @@ class PopularityRecommender(BaseRecommender):
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.popularity_, (len(users), len(self.popularity_))).copy()
+
+    def low_rank(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.ones((len(users), 1), dtype="float32"), self.popularity_.astype("float32")[:, None]

@@ -18,7 +18,8 @@ def world(prepared_world):
     root, config = prepared_world("pool-scoring", SyntheticSpec(n_days=60, n_users=150, n_items=220), holdout_days=7,
                                   validation_days=7, n_folds=1)
     data = TrainingData.load(root, config, "final")
-    fitted = {name: models.get(name)().fit(data) for name in ("popularity", "item_knn", "content", "social")}
+    fitted = {name: models.get(name)().fit(data)
+              for name in ("popularity", "item_knn", "content", "social", "als", "item_embedding")}
     return data, fitted
 
 
@@ -76,15 +77,30 @@ def test_the_blocked_pool_equals_the_dense_reference(world, block: int) -> None:
 
 def test_every_dense_array_is_one_block_of_users_never_users_times_items(world, monkeypatch) -> None:
     """The dense arrays of scoring (a model's scores, their z-scores, the valid-item mask) are made per block:
-    each model is asked for at most ``block_users`` users at a time, on a world of many blocks."""
+    each model is asked for at most ``block_users`` users at a time, on a world of many blocks; a low-rank model
+    (ALS, popularity, the embedding model) gives its factors instead, and its scores are made in blocks of at
+    most ``FACTORED_BLOCK_BYTES``."""
     data, fitted = world
-    asked: list[int] = []
-    for model in fitted.values():
-        score = model.score
-        monkeypatch.setattr(model, "score", lambda users, score=score: asked.append(len(users)) or score(users))
+    asked: dict[str, list[int]] = {name: [] for name in fitted}
+    for name, model in fitted.items():
+        for method in ("score", "low_rank"):
+            original = getattr(model, method)
+            monkeypatch.setattr(model, method, lambda users, f=original, name=name: asked[name].append(len(users))
+                                or f(users))
+    selected: list[tuple[int, int]] = []
+    top_n = candidates.topn.top_n
+    monkeypatch.setattr(candidates.topn, "top_n", lambda scores, n: selected.append(scores.shape) or top_n(scores, n))
+    monkeypatch.setattr(candidates, "FACTORED_BLOCK_BYTES", 4 * data.n_items * 5)  # at most 5 rows of scores
     users = np.arange(data.n_users)
-    candidates.score_pool(data, fitted, users, 12, block_users=16)
-    assert max(asked) == 16 and sum(asked) == len(users) * len(fitted)
+    got = candidates.score_pool(data, fitted, users, 12, block_users=16)
+    for name in fitted:
+        assert max(asked[name]) == 16 and sum(asked[name]) >= len(users)
+    factored = sum(fitted[name].low_rank(users[:1]) is not None for name in fitted)
+    assert factored == 3
+    assert max(rows for rows, _ in selected) == 16
+    assert sum(rows <= 5 for rows, _ in selected) >= factored * len(users) // 5  # blocks of at most 5 rows
+    pd.testing.assert_frame_equal(got, reference_pool(data, fitted, users, 12), check_exact=False, atol=1e-4,
+                                  rtol=1e-4)
 
 
 def test_a_model_whose_modality_has_no_data_says_nothing(prepared_world) -> None:
