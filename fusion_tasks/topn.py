@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusion_tasks import arrays
+
 # below this many chunks per row, a plain sort of the row is as fast; at CHUNKS_PER_N chunks per place, t is
 # close to the n-th largest score (few cells to pick), and their partition costs little beside the block
 MIN_CHUNKS_PER_N = 4
@@ -51,7 +53,7 @@ def top_n(scores: np.ndarray, n: int, chunk: int | None = None) -> np.ndarray:
     # a row with more cells at the threshold than its chunks above it can hold is mostly ties: read on its own
     heavy = np.flatnonzero(np.bincount(row, minlength=rows) > n * (chunk + 1))
     if len(heavy):
-        light = ~np.isin(row, heavy)
+        light = ~arrays.contains(heavy, row)
         flat, row, cols = flat[light], row[light], cols[light]
     out = np.empty((rows, n), dtype=np.int64)
     _fill(out, row, cols, scores.reshape(-1)[flat], n)

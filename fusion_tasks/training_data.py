@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from fusion_tasks import modalities
+from fusion_tasks import arrays, modalities
 from fusion_tasks.config import RunConfig
-from fusion_tasks.modalities.base import Features, Vocabulary, end_of_day
+from fusion_tasks.modalities.base import Features, Vocabulary, end_of_day, pair_keys, unique_pairs
 from fusion_tasks.storage import DataRoot, read_json, read_parquet, replace_folder, write_json, write_parquet
 
 
@@ -33,13 +33,16 @@ def build_training_data(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     """
     day = config.as_of_date
     staged = {name: _read_staged(root, name, day) for name in config.modalities}
-    users: set[str] = set()
-    items: set[str] = set()
-    for name, frame in staged.items():
-        for column, kind in modalities.get(name).id_columns.items():
-            (users if kind == "user" else items).update(frame[column].astype(str).unique())
-    vocab = Vocabulary(users=np.array(sorted(users), dtype=object).astype(str),
-                       items=np.array(sorted(items), dtype=object).astype(str))
+    # each id column is hashed once: its codes and distinct ids make the vocabulary, then become its rows
+    factorized = {(name, column): (kind, *pd.factorize(frame[column].astype(str)))
+                  for name, frame in staged.items() for column, kind in modalities.get(name).id_columns.items()}
+    ids = {kind: set() for kind in ("user", "item")}
+    for kind, _, distinct in factorized.values():
+        ids[kind].update(distinct)
+    vocab = Vocabulary(users=np.array(sorted(ids["user"]), dtype=object).astype(str),
+                       items=np.array(sorted(ids["item"]), dtype=object).astype(str))
+    for (name, column), (kind, codes, distinct) in factorized.items():
+        staged[name][column] = vocab.encode(codes, pd.Index(distinct), kind)
     folder = root.features(day)
     write_parquet(pd.DataFrame({"user_id": vocab.users}), root.features_users(day))
     write_parquet(pd.DataFrame({"item_id": vocab.items}), root.features_items(day))
@@ -53,11 +56,12 @@ def build_training_data(root: DataRoot, config: RunConfig) -> dict[str, Any]:
         in_window = behavior.loc[(behavior["timestamp"] >= end_of_day(origin))
                                  & (behavior["timestamp"] < end_of_day(end))]
         before = behavior.loc[behavior["timestamp"] < end_of_day(origin)]
-        rel = pd.DataFrame({"user_idx": vocab.user_index(in_window["user_id"]),
-                            "item_idx": vocab.item_index(in_window["item_id"])}).drop_duplicates()
-        seen = pd.DataFrame({"user_idx": vocab.user_index(before["user_id"]),
-                             "item_idx": vocab.item_index(before["item_id"])}).drop_duplicates()
-        rel = rel.merge(seen, how="left", indicator=True).query("_merge == 'left_only'").drop(columns="_merge")
+        n_items = len(vocab.items)
+        rel = unique_pairs(vocab.user_index(in_window["user_id"]), vocab.item_index(in_window["item_id"]), n_items)
+        seen = arrays.unique(pair_keys(vocab.user_index(before["user_id"]), vocab.item_index(before["item_id"]),
+                                       n_items))
+        new = ~arrays.contains(seen, pair_keys(rel["user_idx"].to_numpy(), rel["item_idx"].to_numpy(), n_items))
+        rel = rel.loc[new]
         windows.append(rel.assign(origin=origin_name))
     relevance = pd.concat(windows, ignore_index=True).sort_values(["origin", "user_idx", "item_idx"])
     write_parquet(relevance.reset_index(drop=True), root.features_relevance(day))

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fusion_tasks import models
+from fusion_tasks import arrays, models
 from fusion_tasks.contract import CONTRIBUTION_GROUPS
 
 
@@ -110,7 +110,7 @@ class PoolRanker:
     def __init__(self, pool: pd.DataFrame, n_relevant: pd.Series, k: int) -> None:
         users = pool["user_idx"].to_numpy()
         labels = pool["label"].to_numpy()
-        rows = np.flatnonzero(np.isin(users, np.unique(users[labels > 0])))
+        rows = np.flatnonzero(arrays.contains(arrays.unique(users[labels > 0]), users))
         rows = rows[np.lexsort((pool["item_idx"].to_numpy()[rows], users[rows]))]
         codes, self.user_ids = pd.factorize(users[rows], sort=True)
         counts = np.bincount(codes, minlength=len(self.user_ids))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusion_tasks import models, topn
+from fusion_tasks import arrays, models, topn
 from fusion_tasks.config import RunConfig
 from fusion_tasks.storage import DataRoot, read_json, read_parquet, write_json, write_parquet
 from fusion_tasks.training_data import TrainingData, load_relevance
@@ -94,7 +94,7 @@ def build_pools(root: DataRoot, config: RunConfig, model_names: list[str]) -> di
             relevance = None
         else:
             relevance = load_relevance(root, config, origin)
-            users = np.unique(relevance["user_idx"].to_numpy())
+            users = arrays.unique(relevance["user_idx"].to_numpy())
         pool = score_pool(data, fitted, users, config.candidates_per_model)
         if relevance is not None:
             pool = pool.merge(relevance.assign(label=1), on=["user_idx", "item_idx"], how="left")
@@ -167,8 +167,8 @@ def score_pool(data: TrainingData, fitted: dict[str, models.BaseRecommender], us
             ranks = np.tile(np.arange(1, top.shape[1] + 1, dtype="int32"), len(top_rows))
             order = np.argsort(keys, kind="stable")
             stds[name], tops[name] = std, (keys[order], ranks[order])
-        cells = np.unique(np.concatenate([keys for keys, _ in tops.values()]))
-        keep = ~np.isin(cells, seen_keys, assume_unique=True) & data.item_known[cells % n_items]
+        cells = arrays.unique(np.concatenate([keys for keys, _ in tops.values()]))
+        keep = ~arrays.contains(seen_keys, cells) & data.item_known[cells % n_items]
         cells = cells[keep]
         rows, cols = cells // n_items, cells % n_items
         part = {"user_idx": batch[rows].astype("int32"), "item_idx": cols.astype("int32")}

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from fusion_tasks import catalogue
+from fusion_tasks import arrays, catalogue
 from fusion_tasks.config import RunConfig
 from fusion_tasks.schemas import (
     DataQualityError,
@@ -44,11 +44,19 @@ class Vocabulary:
 
     def user_index(self, ids: pd.Series) -> np.ndarray:
         """The row of each user id (-1: not in the vocabulary)."""
-        return self._user_positions.get_indexer(ids.astype(str).to_numpy())
+        return _positions(ids, self._user_positions)
 
     def item_index(self, ids: pd.Series) -> np.ndarray:
         """The row of each item id (-1: not in the vocabulary)."""
-        return self._item_positions.get_indexer(ids.astype(str).to_numpy())
+        return _positions(ids, self._item_positions)
+
+    def encode(self, codes: np.ndarray, distinct: pd.Index, kind: str) -> pd.Categorical:
+        """Ids given as ``pd.factorize``'s ``codes`` into their ``distinct`` values (-1: missing), as a categorical
+        of the vocabulary's ``kind`` (``user`` or ``item``) ids whose codes are the rows: a frame read for several
+        origins is encoded once, and every later lookup reads the codes instead of hashing its strings again."""
+        positions = self._user_positions if kind == "user" else self._item_positions
+        rows = np.append(positions.get_indexer(distinct.astype(str)), -1)  # a code of -1 reads the last: missing
+        return pd.Categorical.from_codes(rows[codes], categories=positions)
 
     # hash tables of the ids, built at the first lookup: a binary search over strings is about 20 times slower
     @functools.cached_property
@@ -59,6 +67,22 @@ class Vocabulary:
     def _item_positions(self) -> pd.Index:
         return pd.Index(self.items)
 
+
+def _positions(ids: pd.Series, positions: pd.Index) -> np.ndarray:
+    if isinstance(ids.dtype, pd.CategoricalDtype) and ids.cat.categories.equals(positions):
+        return ids.cat.codes.to_numpy().astype(np.intp)
+    return positions.get_indexer(ids.astype(str).to_numpy())
+
+
+def pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """One int64 per (user, item) pair, ordered by user, then item."""
+    return users.astype(np.int64) * n_items + items
+
+
+def unique_pairs(users: np.ndarray, items: np.ndarray, n_items: int) -> pd.DataFrame:
+    """The distinct (user_idx, item_idx) pairs, sorted."""
+    user, item = np.divmod(arrays.unique(pair_keys(users, items, n_items)), n_items)
+    return pd.DataFrame({"user_idx": user, "item_idx": item})
 
 @dataclasses.dataclass(frozen=True)
 class History:

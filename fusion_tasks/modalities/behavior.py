@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fusion_tasks.config import RunConfig
-from fusion_tasks.modalities.base import Features, Modality, Vocabulary, end_of_day
+from fusion_tasks.modalities.base import Features, Modality, Vocabulary, end_of_day, unique_pairs
 from fusion_tasks.schemas import Column, Schema
 from fusion_tasks.storage import DataRoot
 
@@ -32,8 +32,11 @@ SCHEMA = Schema(
 
 def event_weights(frame: pd.DataFrame) -> np.ndarray:
     """Confidence of each event: the type's weight, times ``value / 2.5`` for ratings (1..5 -> 0.4..2)."""
-    base = frame["event_type"].map(EVENT_WEIGHTS).to_numpy(dtype="float64")
-    is_rating = (frame["event_type"] == "rating").to_numpy()
+    types = frame["event_type"].to_numpy()
+    base = np.full(len(types), np.nan)
+    for name, weight in EVENT_WEIGHTS.items():  # a comparison per type: several times faster than a hashed map
+        base[types == name] = weight
+    is_rating = types == "rating"
     return np.where(is_rating, base * frame["value"].to_numpy(dtype="float64") / 2.5, base)
 
 
@@ -55,8 +58,7 @@ def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
     limited to the last ``history_days`` when set; ``seen``: every (user_idx, item_idx) pair done
     before ``origin`` in all history (a user's past items are never candidates, however old)."""
     before = staged.loc[staged["timestamp"] < end_of_day(origin)]
-    seen = pd.DataFrame({"user_idx": vocab.user_index(before["user_id"]),
-                         "item_idx": vocab.item_index(before["item_id"])}).drop_duplicates()
+    seen = unique_pairs(vocab.user_index(before["user_id"]), vocab.item_index(before["item_id"]), len(vocab.items))
     kept = before
     if config.history_days:
         start = end_of_day(origin - dt.timedelta(days=config.history_days))
@@ -69,7 +71,7 @@ def build_features(staged: pd.DataFrame, vocab: Vocabulary, origin: dt.date,
         "weight": event_weights(kept),
         "day": days,
     })
-    return BehaviorFeatures(events=events, seen=seen.reset_index(drop=True))
+    return BehaviorFeatures(events=events, seen=seen)
 
 
 def exact_duplicates(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> pd.Series:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fusion_tasks import topn
+from fusion_tasks import arrays, topn
 from fusion_tasks.models.base import BaseRecommender
 from fusion_tasks.training_data import TrainingData
 
@@ -66,7 +66,7 @@ class TuningResult:
 
 def ndcg_per_user(model: BaseRecommender, data: TrainingData, relevance: pd.DataFrame, k: int) -> np.ndarray:
     """NDCG@k of each user of ``relevance`` (full ranking of known, unseen items), in user order."""
-    users = np.unique(relevance["user_idx"].to_numpy())
+    users = arrays.unique(relevance["user_idx"].to_numpy())
     out = np.zeros(len(users))
     if not len(users):
         return out
