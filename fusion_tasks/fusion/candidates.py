@@ -26,6 +26,7 @@ from fusion_tasks.training_data import TrainingData, load_relevance
 BLOCK_BYTES = 256 * 2**20
 # a factored model's scores are made and read in blocks of at most this many bytes (they stay in cache)
 FACTORED_BLOCK_BYTES = 2 * 2**20
+CELLS_PER_GATHER = 8192  # pooled cells whose factors are gathered at once
 SIGNAL = 1e-9  # a standard deviation of the scores at or below this: the model has nothing to say
 # context columns of every pool, and the modality each comes from
 CONTEXT_FEATURES = {"user_activity": "behavior", "user_has_social": "social", "item_has_content": "content",
@@ -225,7 +226,7 @@ class _Factored:
         self.centre = known.mean(axis=0) if len(self.known) else np.zeros(right.shape[1])
         known -= self.centre
         self.gram = known.T @ known
-        self.right = right
+        self.right = np.ascontiguousarray(right, dtype="float32")
 
     def score(self, left: np.ndarray, seen_rows: np.ndarray, seen_cols: np.ndarray, n_valid: np.ndarray,
               n: int):
@@ -264,7 +265,7 @@ class _Factored:
                 else:
                     with ThreadPoolExecutor(workers) as pool:
                         list(pool.map(work, range(workers)))
-        left = left.astype("float64")
+        left32, left = left, left.astype("float64")
         offset = left @ self.centre  # each row's score of the mean item vector: t = score - offset
         shifted_seen = seen - offset[seen_rows]
         total = -np.bincount(seen_rows, weights=shifted_seen, minlength=rows)
@@ -274,7 +275,13 @@ class _Factored:
         std = np.sqrt(np.maximum(squares / n_valid - (total / n_valid) ** 2, 0.0))
 
         def centred(cell_rows: np.ndarray, cell_cols: np.ndarray) -> np.ndarray:
-            return np.einsum("ij,ij->i", left[cell_rows], self.right[cell_cols].astype("float64")) - mean[cell_rows]
+            # float32 products (as the top-N ranked them), a few thousand cells at a time so the gathered factors
+            # stay in cache; the mean, in float64, is then taken off
+            out = np.empty(len(cell_rows))
+            for start in range(0, len(cell_rows), CELLS_PER_GATHER):
+                rows_, cols_ = cell_rows[start:start + CELLS_PER_GATHER], cell_cols[start:start + CELLS_PER_GATHER]
+                out[start:start + len(rows_)] = np.einsum("ij,ij->i", left32[rows_], self.right[cols_])
+            return out - mean[cell_rows]
 
         return self.known[top], std, centred
 
