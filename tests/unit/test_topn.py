@@ -20,12 +20,15 @@ def world(kind: str, rng: np.random.Generator, rows: int, columns: int) -> np.nd
         return rng.integers(0, 3, (rows, columns)).astype("float32")
     if kind == "sparse":  # fewer non-zero scores than n in some rows: zeros fill by column
         return np.where(rng.random((rows, columns)) < 0.01, rng.random((rows, columns)), 0).astype("float32")
+    if kind == "signed zeros":  # -0.0 equals 0.0 (ties by column), and extremes of float32 keep their order
+        values = np.array([-0.0, 0.0, -1e-38, 1e-38, -3e38, 3e38, 1.0, -1.0, -np.inf], dtype="float32")
+        return values[rng.integers(0, len(values), (rows, columns))]
     scores = rng.standard_normal((rows, columns)).astype("float32")  # masked: fewer valid items than n
     scores[rng.random((rows, columns)) < 0.9] = -np.inf
     return scores
 
 
-@pytest.mark.parametrize("kind", ["distinct", "few values", "sparse", "masked"])
+@pytest.mark.parametrize("kind", ["distinct", "few values", "sparse", "masked", "signed zeros"])
 @pytest.mark.parametrize("chunk", [None, 2, 5, 64])
 def test_top_n_equals_a_full_sort(kind: str, chunk: int | None) -> None:
     rng = np.random.default_rng(len(kind) + (chunk or 0))
