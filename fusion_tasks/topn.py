@@ -10,8 +10,8 @@ column order. A chunk is a stride of the row, not a run of it (columns ``g, g + 
 ``G = columns // chunk`` chunks): its maxima are then elementwise maxima of whole contiguous runs, several times
 faster than reducing short runs; the columns from ``G * chunk`` on are one more chunk.
 
-A row where many scores equal ``t`` (a sparse model's zeros) is read again on its own: above ``t``, then the
-first columns equal to it.
+A row where many chunks reach ``t`` (ties there: a sparse model's zeros) is read again on its own: above ``t``,
+then the first columns equal to it; so what the comparison picks is bounded by ``n * (chunk + 1)`` a row.
 
 Order, exactly: score descending, then column ascending; so ties are broken by the lower column, also at
 the n-th place. ``-inf`` ranks last like any score (callers mask with it and drop those cells); NaN is not
@@ -21,8 +21,6 @@ allowed.
 from __future__ import annotations
 
 import numpy as np
-
-from fusion_tasks import arrays
 
 # below this many chunks per row, a plain sort of the row is as fast; at CHUNKS_PER_N chunks per place, t is
 # close to the n-th largest score (few cells to pick), and their partition costs little beside the block
@@ -48,15 +46,21 @@ def top_n(scores: np.ndarray, n: int, chunk: int | None = None) -> np.ndarray:
     if full < columns:
         maxima = np.concatenate([maxima, scores[:, full:].max(axis=1, keepdims=True)], axis=1)
     threshold = -np.partition(-maxima, n - 1, axis=1)[:, n - 1]  # the n-th largest chunk maximum
-    flat = np.flatnonzero(scores >= threshold[:, None])
+    # the cells at or above t lie in the chunks whose maximum reaches it: a row with many such chunks (ties at
+    # t, a sparse model's zeros) may have most of its cells there, and is read on its own; the others have at
+    # most n * (chunk + 1) cells to pick, so what is picked stays a small multiple of n per row
+    heavy = np.flatnonzero((maxima >= threshold[:, None]).sum(axis=1) * chunk > n * (chunk + 1))
+    light = np.setdiff1d(np.arange(rows), heavy, assume_unique=True) if len(heavy) else None
+    block = scores if light is None else scores[light]
+    flat = np.flatnonzero(block >= threshold[:, None] if light is None else block >= threshold[light, None])
     row, cols = np.divmod(flat, columns)
-    # a row with more cells at the threshold than its chunks above it can hold is mostly ties: read on its own
-    heavy = np.flatnonzero(np.bincount(row, minlength=rows) > n * (chunk + 1))
-    if len(heavy):
-        light = ~arrays.contains(heavy, row)
-        flat, row, cols = flat[light], row[light], cols[light]
     out = np.empty((rows, n), dtype=np.int64)
-    _fill(out, row, cols, scores.reshape(-1)[flat], n)
+    if light is None:
+        _fill(out, row, cols, block.reshape(-1)[flat], n)
+    else:
+        picked = np.empty((len(light), n), dtype=np.int64)
+        _fill(picked, row, cols, block.reshape(-1)[flat], n)
+        out[light] = picked
     for r in heavy:  # a loop over few rows costs less than their cells for all
         values, limit = scores[r], threshold[r]
         above = np.flatnonzero(values > limit)

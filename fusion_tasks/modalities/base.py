@@ -84,6 +84,7 @@ def unique_pairs(users: np.ndarray, items: np.ndarray, n_items: int) -> pd.DataF
     user, item = np.divmod(arrays.unique(pair_keys(users, items, n_items)), n_items)
     return pd.DataFrame({"user_idx": user, "item_idx": item})
 
+
 @dataclasses.dataclass(frozen=True)
 class History:
     """What a run for D reads of one modality: every landing file up to D, validated.
