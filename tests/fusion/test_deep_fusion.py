@@ -107,7 +107,8 @@ def test_nothing_to_learn_gives_a_constant_finite_score():
 def test_numpy_forward_equals_keras(interaction_case):
     _, method, fitted, _ = interaction_case
     assert method.forward_gap_ < 1e-4
-    assert fitted["training_rows"] > 0 and fitted["epochs_trained"] >= 1
+    assert fitted["training_rows"] > 0 and len(fitted["members"]) == 3
+    assert all(epochs >= 1 for epochs in fitted["epochs_trained"])
 
 
 @pytest.mark.slow
@@ -121,6 +122,22 @@ def test_scores_finite_contributions_sum_and_json_round_trip(interaction_case):
     assert "weights" not in fitted  # that key is the weighted sum's per-model weights in metrics.json
     again = json.loads(json.dumps(fitted))
     assert np.array_equal(method.scores(again, test.pool), scores)
+
+
+@pytest.mark.slow
+def test_the_score_is_the_mean_of_the_member_networks(interaction_case):
+    """Each member was trained from its own seed (its own negatives and initial weights), so the members differ;
+    the ensemble scores their mean, and each member alone is a valid fit."""
+    _, method, fitted, test = interaction_case
+    alone = [method.scores({**fitted, "members": [member]}, test.pool) for member in fitted["members"]]
+    assert len(alone) == method.members == 3
+    assert all(not np.array_equal(alone[0], other) for other in alone[1:])
+    assert np.allclose(method.scores(fitted, test.pool), np.mean(alone, axis=0), rtol=0, atol=1e-9)
+
+
+def test_an_ensemble_without_members_is_refused():
+    with pytest.raises(ValueError, match="at least one member"):
+        DeepFusion(members=0)
 
 
 @pytest.mark.slow
@@ -163,8 +180,9 @@ def test_reads_only_the_models_and_context_it_was_given(social_case):
                                                                            "user_has_social", "user_ties")))
     assert fitted["models"] == ["als", "social"]
     assert not any("content" in c or "item_knn" in c for c in fitted["columns"])
-    assert fitted["architecture"]["category_embedding"] is None
-    assert {s["group"] for s in fitted["architecture"]["subnets"]} == {"behavior", "social", "cross"}
+    for member in fitted["members"]:
+        assert member["architecture"]["category_embedding"] is None
+        assert {s["group"] for s in member["architecture"]["subnets"]} == {"behavior", "social", "cross"}
     kept = [c for c in test.pool.columns if not (c.endswith(("_content", "_item_knn")) or c in (
         "item_has_content", "user_category_share", "item_category"))]
     full, narrow = method.scores(fitted, test.pool), method.scores(fitted, test.pool[kept])
