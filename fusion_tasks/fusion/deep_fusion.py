@@ -63,7 +63,7 @@ class DeepFusion(FusionMethod):
     simplicity = 2
 
     def __init__(self, hidden: int = 24, cross_hidden: int = 16, embedding_dim: int = 4,
-                 negatives_per_positive: int = 30, max_rows: int = 10_000, epochs: int = 12, patience: int = 2,
+                 negatives_per_positive: int = 30, max_rows: int = 30_000, epochs: int = 12, patience: int = 2,
                  batch_size: int = 1024,
                  learning_rate: float = 0.005, l2: float = 1e-5, validation_share: float = 0.15,
                  members: int = 3, verify_forward: bool = False) -> None:
