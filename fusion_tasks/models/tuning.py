@@ -6,18 +6,7 @@ with the others at the best found so far, and the change is kept when it raises 
 NDCG@K. A setting's score is NDCG@K over every user of every fold window (full ranking of the items
 known at the fold's origin that the user has not interacted with), each fold fitted on data up to
 its origin: nothing after a fold's window, and never the holdout, is read. ``n`` parameters with
-``v`` values each cost ``1 + n (v - 1)`` settings, each one fit per fold (plus the steps past a grid's edge,
-below).
-
-After that pass, each numeric parameter whose best value is the largest (or smallest) positive value of its
-grid is followed past that edge, the others at their best: the next value continues the grid's outermost step
-(geometrically: ``(7, 30, 180)`` goes on to 1,080; integers are rounded), at most ``MAX_EXTENSIONS`` times, and
-only while the last step won. The pass over the grids is the same as without these steps, and a step is kept only
-when it raises the fold NDCG, so they never lower it. A grid written for one data set then does not cap what
-another data set may choose (a denser one may want more neighbours or a stronger regularisation). Zero, negative,
-boolean and text values are never extended (0 means "off" for several knobs), nor a parameter with fewer than three
-positive values: two values are a choice between two regimes, not a range with a step to continue. Trials past
-the edge are marked ``beyond_grid``.
+``v`` values each cost ``1 + n (v - 1)`` settings, each one fit per fold.
 
 A candidate is raced against the best setting so far: its folds are fitted latest first, and after
 each fold but the last it is dropped when it is behind the best on the same users by more than
@@ -47,7 +36,6 @@ from fusion_tasks.training_data import TrainingData
 
 BATCH_USERS = 512
 PRUNE_Z = 2.0  # standard errors behind the best at which a candidate is dropped before its last fold
-MAX_EXTENSIONS = 2  # steps past the edge of a parameter's grid (each taken only while the last one won)
 
 
 class TuningBudgetError(RuntimeError):
@@ -144,63 +132,27 @@ def tune(cls: type[BaseRecommender], folds: list[Fold], k: int, budget_seconds: 
             f"budget of {budget_seconds:g} s (tuning_budget_seconds); raise the budget")
     best = dict(defaults)
     per_fold_seconds = [first["seconds"] / max(first["n_folds"], 1)]
-
-    def attempt(candidate: dict[str, Any], mark: dict[str, Any]) -> bool:
-        """Race ``candidate`` against the best and record it; True when it became the best."""
-        nonlocal best, best_score, best_fitted, best_users
-        elapsed = time.perf_counter() - started
-        if elapsed + float(np.median(per_fold_seconds)) * len(order) > budget_seconds:
-            trials.append({"params": candidate, "fold_ndcg": None, "skipped": "time budget", **mark})
-            return False
-        result = evaluate(candidate, best_users)
-        per_fold_seconds.append(result["seconds"] / max(result["n_folds"], 1))
-        if "pruned" in result:
-            trials.append({"params": candidate, "fold_ndcg": None, "pruned": result["pruned"],
-                           "seconds": round(result["seconds"], 3), **mark})
-            return False
-        trials.append({"params": candidate, "fold_ndcg": result["score"], "seconds": round(result["seconds"], 3),
-                       **mark})
-        if result["score"] > best_score + 1e-12:
-            best, best_score = candidate, result["score"]
-            best_fitted, best_users = result["fitted"], result["users"]
-            return True
-        return False
-
     for name, values in cls.search_space.items():
         for value in values:
-            if value != best[name]:
-                attempt({**best, name: value}, {})
-    for name, values in cls.search_space.items():  # then past the edges of the best setting's grid values
-        tried = list(values)
-        for _ in range(MAX_EXTENSIONS):
-            value = beyond_edge(tried, best[name])
-            if value is None or value in tried:
-                break
-            tried.append(value)
-            if not attempt({**best, name: value}, {"beyond_grid": True}):
-                break
+            if value == best[name]:
+                continue
+            candidate = {**best, name: value}
+            elapsed = time.perf_counter() - started
+            if elapsed + float(np.median(per_fold_seconds)) * len(order) > budget_seconds:
+                trials.append({"params": candidate, "fold_ndcg": None, "skipped": "time budget"})
+                continue
+            result = evaluate(candidate, best_users)
+            per_fold_seconds.append(result["seconds"] / max(result["n_folds"], 1))
+            if "pruned" in result:
+                trials.append({"params": candidate, "fold_ndcg": None, "pruned": result["pruned"],
+                               "seconds": round(result["seconds"], 3)})
+                continue
+            trials.append({"params": candidate, "fold_ndcg": result["score"], "seconds": round(result["seconds"], 3)})
+            if result["score"] > best_score + 1e-12:
+                best, best_score = candidate, result["score"]
+                best_fitted, best_users = result["fitted"], result["users"]
     return TuningResult(params=best, score=best_score, trials=trials, fitted=best_fitted,
                         seconds=time.perf_counter() - started)
-
-
-def beyond_edge(values: list[Any], best: Any) -> Any | None:
-    """The next value past the edge of ``values`` when ``best`` is its largest or smallest positive number (the
-    outermost step continued: the ratio of the two outermost positive values), else None; ``values`` needs three
-    positive numbers at least. Integers stay integers (None when rounding gives no new value or one below 1);
-    booleans, text, zero and negatives are never extended."""
-    def numeric(v: Any) -> bool:
-        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-
-    if not numeric(best) or best <= 0:
-        return None
-    positive = sorted({float(v) for v in values if numeric(v) and v > 0})
-    if len(positive) < 3 or float(best) not in (positive[0], positive[-1]):
-        return None
-    value = best * positive[-1] / positive[-2] if float(best) == positive[-1] else best * positive[0] / positive[1]
-    if all(isinstance(v, (int, np.integer)) for v in values if numeric(v)):
-        value = int(round(value))
-        return value if value >= 1 and value != best else None
-    return float(value)
 
 
 def _clearly_behind(candidate: np.ndarray, best: np.ndarray) -> dict[str, float] | None:
