@@ -27,10 +27,10 @@ random validation split (the best epoch's weights are kept); deterministic for a
 
 The fit is an ensemble of ``members`` such networks, each with its own seed: its own sample of negatives,
 initial weights, batch order and early-stopping split. The score is the mean of the members' logits and each
-contribution the mean of theirs, so the contributions still sum to the score. One network's holdout NDCG moves
-by up to a third between seeds on the same pools (Ciao, and the synthetic worlds alike); the mean of three is
-about as good as the best of them, and so much steadier that the leave-one-fold-out choice of the method
-compares methods rather than seeds. The
+contribution the mean of theirs, so the contributions still sum to the score. One network's holdout NDCG moved
+by up to a third between seeds on the same pools; three were better on the folds of every world measured and on
+the holdouts of three synthetic worlds, and within the noise of one Ciao date's holdout (README, "Deep fusion: one
+network or three"). The
 network and its traced training epoch are made once per architecture in a process and reset for every
 fit (weights drawn from the seed, optimiser state zeroed), so a run's leave-one-fold-out fits share one
 trace; the category embedding's size is rounded up to a power of two to keep their architecture alike.
