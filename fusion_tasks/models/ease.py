@@ -41,9 +41,12 @@ class EASERecommender(BaseRecommender):
         sub = binary[:, chosen]
         gram = (sub.T @ sub).toarray().astype("float32")
         gram[np.diag_indices_from(gram)] += self.l2
+        import scipy.linalg  # noqa: F401  loads SciPy's OpenBLAS, so that the limit below reaches it
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(1, "blas"):  # OpenBLAS's threads cost more CPU than they save at this size
+        # One BLAS thread: OpenBLAS's threads cost more CPU than they save at this size, and the inverse of a
+        # matrix then has the same bits in every process (a thread count changes the order of float sums)
+        with threadpool_limits(1, "blas"):
             precision = _spd_inverse(gram) if len(chosen) else gram
         weights = precision / -np.diag(precision) if len(chosen) else precision
         weights[np.diag_indices_from(weights)] = 0.0
