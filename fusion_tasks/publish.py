@@ -42,8 +42,8 @@ def fuse_recommendations(root: DataRoot, config: RunConfig) -> dict[str, Any]:
     pool = load_pool(root, config, "final")
     fitted = methods.load_fitted_methods(root, config)
     method = methods.choose_method(fitted)
-    scores = methods.fused_scores(method, fitted[method], pool)
-    parts = methods.contributions(method, fitted[method], pool).reindex(columns=CONTRIBUTIONS, fill_value=0.0)
+    scores, parts = methods.scores_and_contributions(method, fitted[method], pool)
+    parts = parts.reindex(columns=CONTRIBUTIONS, fill_value=0.0)
     ranked = methods.top_k(pool, scores, config.top_k)
     order = np.lexsort((pool["item_idx"].to_numpy(), -scores, pool["user_idx"].to_numpy()))
     best = order[pool.iloc[order].groupby("user_idx").cumcount().to_numpy() < config.top_k]

@@ -8,6 +8,7 @@ import inspect
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fusion_tasks import catalogue, modalities, models, sinks
@@ -116,3 +117,12 @@ def test_every_fusion_method_fits_plain_json_and_its_contributions_sum_to_its_sc
     parts = method.contributions(fitted, held_out.pool)
     assert list(parts.columns) == CONTRIBUTIONS
     np.testing.assert_allclose(parts.sum(axis=1).to_numpy(), scores, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(methods.REGISTRY))
+def test_scores_and_contributions_at_once_are_the_same_values_as_each_alone(name: str, fitted_methods: dict) -> None:
+    """Publishing asks for both at once (deep fusion then runs its networks once): the table must not change."""
+    method, fitted, held_out = fitted_methods[name]
+    scores, parts = method.scores_and_contributions(fitted, held_out.pool)
+    assert np.array_equal(scores, method.scores(fitted, held_out.pool))
+    pd.testing.assert_frame_equal(parts, method.contributions(fitted, held_out.pool), check_exact=True)

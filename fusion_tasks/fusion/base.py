@@ -69,6 +69,11 @@ class FusionMethod(abc.ABC):
     def contributions(self, fitted: dict[str, Any], pool: pd.DataFrame) -> pd.DataFrame:
         """``contribution_<group>`` columns for ``CONTRIBUTION_GROUPS``, summing to ``scores``."""
 
+    def scores_and_contributions(self, fitted: dict[str, Any], pool: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+        """Both at once, with the same values as ``scores`` and ``contributions``; a method whose score is the
+        sum of its contributions overrides it to compute them once."""
+        return self.scores(fitted, pool), self.contributions(fitted, pool)
+
 
 def empty_contributions(pool: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(0.0, index=pool.index, columns=[f"contribution_{g}" for g in CONTRIBUTION_GROUPS])

@@ -181,6 +181,10 @@ class DeepFusion(FusionMethod):
     def scores(self, fitted: dict[str, Any], pool: pd.DataFrame) -> np.ndarray:
         return self.contributions(fitted, pool).to_numpy(dtype="float64").sum(axis=1)
 
+    def scores_and_contributions(self, fitted: dict[str, Any], pool: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+        parts = self.contributions(fitted, pool)  # the numpy forward of every member, once
+        return parts.to_numpy(dtype="float64").sum(axis=1), parts
+
     def contributions(self, fitted: dict[str, Any], pool: pd.DataFrame) -> pd.DataFrame:
         members = fitted.get("members", [fitted])  # a fit of one network, as written before ensembles
         x = _checked_features(pool, fitted)

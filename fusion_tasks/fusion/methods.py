@@ -89,6 +89,10 @@ def contributions(name: str, result: dict[str, Any], pool: pd.DataFrame) -> pd.D
     return get(name).contributions(result["fitted"], pool)
 
 
+def scores_and_contributions(name: str, result: dict[str, Any], pool: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    return get(name).scores_and_contributions(result["fitted"], pool)
+
+
 def choose_method(fitted: dict[str, dict[str, Any]]) -> str:
     """The method with the best leave-one-fold-out NDCG; on a tie (to 1e-9), the simpler one.
 
@@ -103,4 +107,4 @@ def choose_method(fitted: dict[str, dict[str, Any]]) -> str:
 
 __all__ = ["CONTRIBUTION_GROUPS", "GROUPS", "REGISTRY", "FitInput", "FoldPool", "FusionMethod", "choose_method",
            "contributions", "fit_method", "fit_with_cv", "fold_pools", "fused_scores", "get", "load_fitted_methods",
-           "model_names_in", "pool_ndcg", "top_k"]
+           "model_names_in", "pool_ndcg", "scores_and_contributions", "top_k"]
