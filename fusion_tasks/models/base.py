@@ -48,6 +48,13 @@ class BaseRecommender(abc.ABC):
         """Scores of shape ``(len(users), n_items)``, float32, finite; higher is better. A new array: the
         caller may change it in place (pool scoring does)."""
 
+    def fit_from(self, data: TrainingData, previous: BaseRecommender) -> BaseRecommender:
+        """Fit on ``data`` starting from ``previous``, a fit of the same class on the same data with other
+        parameters; returns ``self``. Tuning fits a candidate setting this way from the best setting so far.
+        The default ignores ``previous`` (``fit(data)``); an iterative model may start from its solution (set
+        ``warm_started_`` then, which tuning records) when that gives the same kind of fit for less work."""
+        return self.fit(data)
+
     def low_rank(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """``(left, right)``, float32, with ``score(users) == left @ right.T`` (``len(users) x k`` and
         ``n_items x k``) for a model whose scores are a low-rank product; ``None`` (the default) otherwise. Pool
