@@ -42,3 +42,13 @@ print(*(hashlib.sha256(EASERecommender(l2=50.0).fit(data).weights_.tobytes()).he
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     first, second = out.stdout.split()
     assert first == second
+
+
+def test_mirroring_the_lower_triangle_gives_a_symmetric_matrix_with_the_same_lower_triangle() -> None:
+    from fusion_tasks.models.ease import _mirror_lower
+
+    rng = np.random.default_rng(0)
+    for n in (1, 5, 256, 257, 600):  # within one block, exactly one, and a last partial block
+        matrix = rng.random((n, n)).astype("float32")
+        expected = np.tril(matrix) + np.tril(matrix, -1).T
+        np.testing.assert_array_equal(_mirror_lower(matrix.copy(), block=256), expected)
