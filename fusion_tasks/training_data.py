@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,18 +130,6 @@ class TrainingData:
     seen: sparse.csr_matrix
     item_known: np.ndarray
     features: dict[str, Features]
-    _derived: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
-
-    def derived(self, key: str, compute: Callable[[], Any]) -> Any:
-        """``compute()`` once per loaded origin, then the same object again for the same ``key``.
-
-        For what a model derives from this data alone whatever its parameters (item-kNN's co-occurrence
-        counts), so that tuning, which fits one fold's data with many settings, computes it once a fold.
-        The value is shared between fits: a caller must not change it in place.
-        """
-        if key not in self._derived:
-            self._derived[key] = compute()
-        return self._derived[key]
 
     @property
     def n_users(self) -> int:

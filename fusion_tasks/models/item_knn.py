@@ -31,13 +31,12 @@ class ItemKNNRecommender(BaseRecommender):
         self.half_life_days = half_life_days
 
     def fit(self, data: TrainingData) -> ItemKNNRecommender:
-        gram, norms = data.derived("item_knn.cooccurrence", lambda: _cooccurrence(data))
+        gram, norms = _cooccurrence(data)
         rows = np.repeat(np.arange(gram.shape[0], dtype=np.int32), np.diff(gram.indptr))
         scale = norms[rows]
         scale *= norms[gram.indices]
         scale += self.shrink
-        # the shared counts' index arrays are copied: eliminate_zeros below works in place
-        cosine = sparse.csr_matrix((gram.data / scale, gram.indices.copy(), gram.indptr.copy()), shape=gram.shape)
+        cosine = sparse.csr_matrix((gram.data / scale, gram.indices, gram.indptr), shape=gram.shape)
         cosine.data[rows == gram.indices] = 0.0  # the diagonal: every other co-occurrence count is at least 1
         cosine.eliminate_zeros()
         self.similarity_ = _top_per_row(cosine, self.neighbours)
@@ -60,7 +59,7 @@ class ItemKNNRecommender(BaseRecommender):
 
 def _cooccurrence(data: TrainingData) -> tuple[sparse.csr_matrix, np.ndarray]:
     """Items x items counts of users who did both (the diagonal: users per item), and the square root of the
-    users per item. They depend on who did what only, not on any parameter: tuning computes them once a fold."""
+    users per item."""
     binary = data.interactions.copy()
     binary.data[:] = 1.0
     norms = np.sqrt(np.asarray(binary.sum(axis=0)).ravel())

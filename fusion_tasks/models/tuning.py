@@ -18,8 +18,7 @@ they were fitted on and how far behind they were.
 A candidate is fitted on each fold from the best setting's fit on that fold (``BaseRecommender.fit_from``):
 an iterative model (ALS) may start from that solution instead of random factors, for less work; the trial is
 then marked ``warm_start``. Item-kNN takes the previous fit's similarity when only the half-life changed (the
-same fit, for less work). Other models ignore it. Derived data that does not depend on the parameters
-(item-kNN's co-occurrence counts) is computed once a fold (``TrainingData.derived``).
+same fit, for less work). Other models ignore it.
 
 The search stops early when the next setting would exceed the time budget (estimated from the
 seconds per fold fit so far); settings not tried are recorded as such. A budget that the default

@@ -210,7 +210,7 @@ def test_a_warm_als_fit_starts_from_the_previous_factors_and_a_cold_one_from_ran
     np.testing.assert_array_equal(previous.item_factors_, untouched.item_factors_)
 
 
-def test_item_knn_fits_sharing_counts_or_a_similarity_equal_fits_on_fresh_data(world) -> None:
+def test_item_knn_fits_sharing_a_data_set_or_a_similarity_equal_fits_on_fresh_data(world) -> None:
     root, config = world
     shared = TrainingData.load(root, config, "fold1")
     settings = [{}, {"shrink": 100.0}, {"neighbours": 3}, {"half_life_days": 30.0}]
