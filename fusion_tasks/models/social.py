@@ -1,12 +1,10 @@
 """Social: what the people a user follows or trusts did, one and two hops away.
 
 ``score(u) = Â[u] X + two_hop · (Â Â)[u] X + prior · pop``: ``Â`` is the row-normalised tie matrix
-(so a score is the weighted share of the user's ties who did the item), ``X`` the users' interactions
-decayed with ``half_life_days``, one vote per (user, item), and ``pop`` the item popularity decayed with
-its own ``prior_half_life_days``, scaled to [0, 1]. The popularity prior orders the items no tie did, and
-is all a user without ties gets; ``prior = 0`` leaves such users without signal, a large prior makes the
-model popularity reordered by what the user's ties did (where ties carry little signal, the folds choose
-that). Every knob is tuned per run (``search_space``).
+(so a score is the weighted share of the user's ties who did the item), ``X`` the users' decayed
+interactions with one vote per (user, item), and ``pop`` the decayed item popularity scaled to
+[0, 1]. The popularity prior orders the items no tie did, and is all a user without ties gets;
+``prior = 0`` leaves such users without signal. Every knob is tuned per run (``search_space``).
 """
 
 from __future__ import annotations
@@ -27,16 +25,13 @@ class SocialRecommender(BaseRecommender):
     search_space: ClassVar[dict[str, tuple]] = {
         "half_life_days": (0.0, 7.0, 30.0, 180.0),
         "two_hop": (0.3, 0.0, 1.0),
-        "prior": (0.05, 0.0, 0.5, 2.0),
-        "prior_half_life_days": (None, 0.0, 7.0, 90.0),
+        "prior": (0.05, 0.0, 0.5),
     }
 
-    def __init__(self, half_life_days: float = 0.0, two_hop: float = 0.3, prior: float = 0.05,
-                 prior_half_life_days: float | None = None) -> None:
+    def __init__(self, half_life_days: float = 0.0, two_hop: float = 0.3, prior: float = 0.05) -> None:
         self.half_life_days = half_life_days
         self.two_hop = two_hop
         self.prior = prior
-        self.prior_half_life_days = prior_half_life_days  # None: the votes' own half-life
 
     def fit(self, data: TrainingData) -> SocialRecommender:
         ties = _row_normalise(data.features["social"].adjacency.astype("float32"))
@@ -47,9 +42,6 @@ class SocialRecommender(BaseRecommender):
         votes = decayed_interactions(data, self.half_life_days)
         votes.data = np.minimum(votes.data, 1.0)
         self.interactions_ = votes.tocsr()
-        if self.prior_half_life_days is not None and self.prior_half_life_days != self.half_life_days:
-            votes = decayed_interactions(data, self.prior_half_life_days)
-            votes.data = np.minimum(votes.data, 1.0)
         popularity = np.asarray(votes.sum(axis=0)).ravel()
         self.popularity_ = (popularity / max(popularity.max(), 1e-12)).astype("float32")
         return self

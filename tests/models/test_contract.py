@@ -229,17 +229,6 @@ def test_social_scores_the_share_of_ties_who_did_an_item_and_falls_back_to_popul
     np.testing.assert_allclose(scores[1], 0.1 * pop, rtol=1e-6)  # no ties: popularity alone
 
 
-def test_social_prior_decays_with_its_own_half_life() -> None:
-    # no ties for u0; item 0 done by two users 60 days ago, item 1 by one user today
-    data = tiny([(1, 0, 1.0, 60), (2, 0, 1.0, 60), (3, 1, 1.0, 0)], n_users=4, n_items=2, ties=[(1, 2)])
-    same = SocialRecommender(half_life_days=0, prior=1.0).fit(data).score(np.array([0]))
-    np.testing.assert_allclose(same[0], [1.0, 0.5], rtol=1e-6)  # no decay: two votes against one
-    recent = SocialRecommender(half_life_days=0, prior=1.0, prior_half_life_days=30.0).fit(data)
-    np.testing.assert_allclose(recent.score(np.array([0]))[0], [0.5, 1.0], rtol=1e-6)  # 2 x 1/4 against 1
-    # the ties' votes keep their own half-life (none): u1 follows u2, who did item 0 60 days ago
-    np.testing.assert_allclose(recent.score(np.array([1]))[0], [1.0 + 0.5, 1.0], rtol=1e-6)
-
-
 def test_social_two_hop_does_not_recommend_the_user_own_items_through_a_cycle() -> None:
     # u0 <-> u1 (a cycle): the two-hop path u0 -> u1 -> u0 must not feed u0's own history back
     data = tiny([(0, 0, 1.0, 0), (1, 1, 1.0, 0)], n_users=2, n_items=2, ties=[(0, 1), (1, 0)])
