@@ -16,15 +16,7 @@ class ALSRecommender(BaseRecommender):
     ``r = log1p(decayed event weight)``: events are decayed by age before weighting. The solver is
     ``implicit``'s CPU implementation (conjugate-gradient least squares, Takács et al. 2011), on one
     BLAS thread: several times faster than a numpy solver, which makes per-run tuning affordable.
-
-    Tuning fits a candidate with the same number of factors from the best setting's factors on the same fold
-    (``fit_from``), for ``WARM_ITERATIONS`` iterations instead of ``iterations`` from random factors: about a
-    third of the work, and every candidate of a fold starts from the same point, so their comparison is not
-    also a comparison of random starts (on Ciao's folds one cold fit's NDCG moves by up to a third from one seed
-    to another). The fits at the test and final origins are always cold.
     """
-
-    WARM_ITERATIONS: ClassVar[int] = 5
 
     name = "als"
     modalities = ("behavior",)
@@ -46,14 +38,6 @@ class ALSRecommender(BaseRecommender):
         self.random_state = random_state
 
     def fit(self, data: TrainingData) -> ALSRecommender:
-        return self._fit(data, None)
-
-    def fit_from(self, data: TrainingData, previous: ALSRecommender) -> ALSRecommender:
-        if isinstance(previous, ALSRecommender) and previous.factors == self.factors:
-            return self._fit(data, previous)
-        return self.fit(data)
-
-    def _fit(self, data: TrainingData, previous: ALSRecommender | None) -> ALSRecommender:
         from implicit.cpu.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 
@@ -61,16 +45,11 @@ class ALSRecommender(BaseRecommender):
         matrix.data = np.log1p(matrix.data).astype("float32")
         with threadpool_limits(1, "blas"):  # implicit checks the BLAS threads when it is built: limit them first
             model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                            alpha=self.alpha,
-                                            iterations=self.iterations if previous is None else self.WARM_ITERATIONS,
+                                            alpha=self.alpha, iterations=self.iterations,
                                             random_state=self.random_state, num_threads=1)
-            if previous is not None:  # implicit starts from factors already set
-                model.user_factors = previous.user_factors_.copy()
-                model.item_factors = previous.item_factors_.copy()
             model.fit(matrix.tocsr(), show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors, dtype="float32")
         self.item_factors_ = np.asarray(model.item_factors, dtype="float32")
-        self.warm_started_ = previous is not None
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:

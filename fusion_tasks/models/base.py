@@ -51,8 +51,8 @@ class BaseRecommender(abc.ABC):
     def fit_from(self, data: TrainingData, previous: BaseRecommender) -> BaseRecommender:
         """Fit on ``data`` starting from ``previous``, a fit of the same class on the same data with other
         parameters; returns ``self``. Tuning fits a candidate setting this way from the best setting so far.
-        The default ignores ``previous`` (``fit(data)``); an iterative model may start from its solution (set
-        ``warm_started_`` then, which tuning records) when that gives the same kind of fit for less work."""
+        The default ignores ``previous`` (``fit(data)``); a model may reuse what ``previous`` learnt that does not
+        depend on the parameters that differ, when that gives the same fit for less work."""
         return self.fit(data)
 
     def low_rank(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -16,9 +16,8 @@ every fold and decided on the pooled score as before. Dropped settings are recor
 they were fitted on and how far behind they were.
 
 A candidate is fitted on each fold from the best setting's fit on that fold (``BaseRecommender.fit_from``):
-an iterative model (ALS) may start from that solution instead of random factors, for less work; the trial is
-then marked ``warm_start``. Item-kNN takes the previous fit's similarity when only the half-life changed (the
-same fit, for less work). Other models ignore it.
+item-kNN takes that fit's similarity when only the half-life changed (the same fit, for less work); other models
+ignore it.
 
 The search stops early when the next setting would exceed the time budget (estimated from the
 seconds per fold fit so far); settings not tried are recorded as such. A budget that the default
@@ -132,10 +131,7 @@ def tune(cls: type[BaseRecommender], folds: list[Fold], k: int, budget_seconds: 
                 "seconds": time.perf_counter() - t0, "n_folds": len(order)}
 
     def record(params: dict[str, Any], result: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        """A trial's record: its fold NDCG, seconds, and whether its fits started from the best setting's."""
-        warm = any(getattr(model, "warm_started_", False) for model in result.get("fitted", {}).values())
-        return {"params": params, **extra, "seconds": round(result["seconds"], 3),
-                **({"warm_start": True} if warm else {})}
+        return {"params": params, **extra, "seconds": round(result["seconds"], 3)}
 
     first = evaluate(defaults, None)
     best_score, best_fitted, best_users = first["score"], first["fitted"], first["users"]

@@ -12,7 +12,6 @@ import pytest
 from fusion_tasks import models
 from fusion_tasks.config import RunConfig
 from fusion_tasks.models import tuning
-from fusion_tasks.models.als import ALSRecommender
 from fusion_tasks.models.base import BaseRecommender
 from fusion_tasks.pipeline import extract
 from fusion_tasks.storage import DataRoot, read_json
@@ -176,38 +175,6 @@ def test_tuning_can_be_switched_off_explicitly(world) -> None:
 def test_a_budget_of_zero_is_rejected_by_the_config() -> None:
     with pytest.raises(ValueError, match="tuning_budget_seconds must be > 0"):
         RunConfig(as_of_date=dt.date(2024, 1, 1), tuning_budget_seconds=0)
-
-
-def test_als_candidates_start_from_the_best_fit_of_their_fold_and_are_recorded_as_warm(world) -> None:
-    root, config = world
-    folds = folds_of(root, config)
-    result = tuning.tune(models.get("als"), folds, 10, 600.0,
-                         lambda cls, params, origin: models.make("als", config, origin, params))
-    trials = [t for t in result.trials if "skipped" not in t]
-    assert "warm_start" not in trials[0]  # the default: from random factors
-    first_wide = next(t for t in trials if t["params"]["factors"] != trials[0]["params"]["factors"])
-    assert "warm_start" not in first_wide  # other factors than the best so far: from random factors
-    assert sum(bool(t.get("warm_start")) for t in trials) >= len(trials) - 2  # every other candidate: warm
-    again = tuning.tune(models.get("als"), folds, 10, 600.0,
-                        lambda cls, params, origin: models.make("als", config, origin, params))
-    assert [t.get("fold_ndcg") for t in again.trials] == [t.get("fold_ndcg") for t in result.trials]
-
-
-def test_a_warm_als_fit_starts_from_the_previous_factors_and_a_cold_one_from_random() -> None:
-    from tests.models.test_contract import block_data
-
-    data, _ = block_data()
-    previous = ALSRecommender(factors=4, random_state=1).fit(data)
-    warm = ALSRecommender(factors=4, regularization=1.0, random_state=2).fit_from(data, previous)
-    cold = ALSRecommender(factors=4, regularization=1.0, random_state=2).fit(data)
-    other = ALSRecommender(factors=8, random_state=2).fit_from(data, previous)
-    assert warm.warm_started_ and not cold.warm_started_ and not other.warm_started_
-    assert not np.allclose(warm.user_factors_, cold.user_factors_)
-    # the same start and setting give the same fit; the previous fit is not changed
-    again = ALSRecommender(factors=4, regularization=1.0, random_state=2).fit_from(data, previous)
-    np.testing.assert_array_equal(warm.item_factors_, again.item_factors_)
-    untouched = ALSRecommender(factors=4, random_state=1).fit(data)
-    np.testing.assert_array_equal(previous.item_factors_, untouched.item_factors_)
 
 
 def test_item_knn_fits_sharing_a_data_set_or_a_similarity_equal_fits_on_fresh_data(world) -> None:
