@@ -124,14 +124,11 @@ def tune(cls: type[BaseRecommender], folds: list[Fold], k: int, budget_seconds: 
             if best_users is not None and len(per_fold) < len(order):
                 behind = _clearly_behind(np.concatenate(per_fold), np.concatenate(best_users[:len(per_fold)]))
                 if behind is not None:
-                    return {"pruned": {"folds": [f.name for f in order[:len(per_fold)]], **behind}, "fitted": fitted,
+                    return {"pruned": {"folds": [f.name for f in order[:len(per_fold)]], **behind},
                             "seconds": time.perf_counter() - t0, "n_folds": len(per_fold)}
         users = np.concatenate(per_fold) if per_fold else np.zeros(0)
         return {"score": float(users.mean()) if len(users) else 0.0, "fitted": fitted, "users": per_fold,
                 "seconds": time.perf_counter() - t0, "n_folds": len(order)}
-
-    def record(params: dict[str, Any], result: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        return {"params": params, **extra, "seconds": round(result["seconds"], 3)}
 
     first = evaluate(defaults, None)
     best_score, best_fitted, best_users = first["score"], first["fitted"], first["users"]
@@ -154,9 +151,10 @@ def tune(cls: type[BaseRecommender], folds: list[Fold], k: int, budget_seconds: 
             result = evaluate(candidate, best_users)
             per_fold_seconds.append(result["seconds"] / max(result["n_folds"], 1))
             if "pruned" in result:
-                trials.append(record(candidate, result, fold_ndcg=None, pruned=result["pruned"]))
+                trials.append({"params": candidate, "fold_ndcg": None, "pruned": result["pruned"],
+                               "seconds": round(result["seconds"], 3)})
                 continue
-            trials.append(record(candidate, result, fold_ndcg=result["score"]))
+            trials.append({"params": candidate, "fold_ndcg": result["score"], "seconds": round(result["seconds"], 3)})
             if result["score"] > best_score + 1e-12:
                 best, best_score = candidate, result["score"]
                 best_fitted, best_users = result["fitted"], result["users"]

@@ -177,17 +177,19 @@ def test_a_budget_of_zero_is_rejected_by_the_config() -> None:
         RunConfig(as_of_date=dt.date(2024, 1, 1), tuning_budget_seconds=0)
 
 
-def test_item_knn_fits_sharing_a_data_set_or_a_similarity_equal_fits_on_fresh_data(world) -> None:
+def test_item_knn_fitted_from_a_previous_fit_equals_a_fresh_fit(world) -> None:
+    """Tuning fits item-kNN candidates from the best fit so far: the similarity is reused only when neighbours and
+    shrink are the same, and the result is the fit ``fit`` would give either way."""
     root, config = world
-    shared = TrainingData.load(root, config, "fold1")
-    settings = [{}, {"shrink": 100.0}, {"neighbours": 3}, {"half_life_days": 30.0}]
-    for params in settings:
-        reused = models.get("item_knn")(**params).fit(shared)
-        fresh = models.get("item_knn")(**params).fit(TrainingData.load(root, config, "fold1"))
-        assert (reused.similarity_ != fresh.similarity_).nnz == 0
-        assert (reused.history_ != fresh.history_).nnz == 0
-        # from a fit with another half-life (the similarity is the previous fit's): the same as a fresh fit
-        other = models.get("item_knn")(**{**params, "half_life_days": 7.0}).fit(shared)
-        started = models.get("item_knn")(**params).fit_from(shared, other)
-        assert (started.similarity_ != fresh.similarity_).nnz == 0
-        assert (started.history_ != fresh.history_).nnz == 0
+    data = TrainingData.load(root, config, "fold1")
+    knn = models.get("item_knn")
+    for params in [{}, {"shrink": 100.0}, {"neighbours": 3}, {"half_life_days": 30.0}]:
+        fresh = knn(**params).fit(data)
+        for previous in (knn(**{**params, "half_life_days": 7.0}), knn(**{**params, "neighbours": 50})):
+            started = knn(**params).fit_from(data, previous.fit(data))
+            assert (started.similarity_ != fresh.similarity_).nnz == 0
+            assert (started.history_ != fresh.history_).nnz == 0
+        same = knn(**{**params, "half_life_days": 7.0}).fit(data)
+        assert knn(**params).fit_from(data, same).similarity_ is same.similarity_  # reused, not recomputed
+        other = knn(**{**params, "neighbours": 50}).fit(data)
+        assert knn(**params).fit_from(data, other).similarity_ is not other.similarity_
