@@ -221,6 +221,8 @@ class _Factored:
 
     def __init__(self, right: np.ndarray, item_known: np.ndarray) -> None:
         self.known = np.flatnonzero(item_known)
+        self.place = np.full(len(item_known), -1, dtype=np.int64)  # an item's column among the known ones
+        self.place[self.known] = np.arange(len(self.known))
         self.right_known_t = np.ascontiguousarray(right[self.known], dtype="float32").T  # k x known, for the product
         known = right[self.known].astype("float64")
         self.centre = known.mean(axis=0) if len(self.known) else np.zeros(right.shape[1])
@@ -238,7 +240,7 @@ class _Factored:
         step = max(1, FACTORED_BLOCK_BYTES // (4 * max(n_known, 1)))
         top = np.empty((rows, min(n, n_known)), dtype=np.int64)
         seen = np.empty(len(seen_rows), dtype="float32")  # the scores of the seen cells
-        where = np.searchsorted(self.known, seen_cols)  # a seen item is known: its place among the known ones
+        where = self.place[seen_cols]  # a seen item is known: its column among the known ones
         starts = np.arange(0, rows, step)
         bounds = np.searchsorted(seen_rows, np.append(starts, rows))
         left = np.ascontiguousarray(left, dtype="float32")
@@ -251,9 +253,10 @@ class _Factored:
                 scores = buffer[:min(step, rows - start)]
                 np.matmul(left[start:start + len(scores)], self.right_known_t, out=scores)
                 first, last = bounds[block], bounds[block + 1]
-                cells = (seen_rows[first:last] - start, where[first:last])
-                seen[first:last] = scores[cells]
-                scores[cells] = -np.inf
+                cells = (seen_rows[first:last] - start) * n_known + where[first:last]
+                flat = scores.reshape(-1)
+                seen[first:last] = flat[cells]
+                flat[cells] = -np.inf
                 top[start:start + len(scores)] = topn.top_n(scores, n)
 
         if rows and n_known:
