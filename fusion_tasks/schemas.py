@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import io
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,22 +117,86 @@ def read_landing_file(path: str | os.PathLike[str], schema: Schema) -> pd.DataFr
     (a Parquet type the column does not accept), each naming the file; ``OSError`` when the file
     cannot be read (the machine's fault: worth a retry).
     """
+    raw = read_landing_raw(path, schema)
+    return _csv_frame([raw], schema) if isinstance(raw, CsvRows) else raw
+
+
+# what makes a CSV text not plain: quotes, NUL, and line breaks other than "\n" (str.splitlines, which finds the
+# header line, splits on them; the pandas parser on some)
+_NOT_PLAIN = re.compile('["\x00\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]')
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvRows:
+    """The rows of a plain CSV landing file (no quotes, no carriage returns), split on commas: what
+    ``pandas.read_csv`` would read from it, without paying its per-call cost for each of thousands of small files
+    (``validate_joined`` makes one frame of many)."""
+
+    columns: tuple[str, ...]  # the header, stripped
+    rows: list[list[str]]  # padded to the header's width; "" is a missing value
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def read_landing_raw(path: str | os.PathLike[str], schema: Schema) -> pd.DataFrame | CsvRows:
+    """``read_landing_file``'s values, as ``CsvRows`` for a plain CSV file (the same checks and errors)."""
     path = Path(path)
     if path.stat().st_size == 0:
         raise UnreadableFileError(
             f"{path}: empty file (0 bytes, 0 rows); a delivery without rows must still have a header "
             f"(CSV: the line {','.join(c.name for c in schema.columns if c.required)})")
     if path.name.endswith(PARQUET_SUFFIX):
-        frame = _read_parquet(path, schema)
-    else:
-        frame = _read_csv(path, schema)
+        return _with_schema_columns(_read_parquet(path, schema), schema)
+    text, header, lines = _csv_text(path, schema)
+    rows = _plain_csv_rows(text, len(header))
+    if rows is not None:
+        return CsvRows(tuple(name.strip() for name in header), rows)
+    return _with_schema_columns(_read_csv(path, text, header, lines), schema)
+
+
+def _with_schema_columns(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     for column in schema.columns:
         if column.name not in frame.columns:
             frame[column.name] = pd.Series([None] * len(frame), index=frame.index, dtype="object")
     return frame[schema.names]
 
 
-def _read_csv(path: Path, schema: Schema) -> pd.DataFrame:
+def _csv_frame(parts: list[CsvRows], schema: Schema) -> pd.DataFrame:
+    """One frame of the rows of ``parts`` (all with the same header), as ``pandas.read_csv(dtype=str)`` of each
+    file joined in order would give: strings, "" missing; then the schema's columns, absent ones null."""
+    rows = parts[0].rows if len(parts) == 1 else [row for part in parts for row in part.rows]
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(parts[0].columns)
+    frame = pd.DataFrame({name: pd.Series(values, dtype=str).replace("", np.nan)
+                          for name, values in zip(parts[0].columns, columns, strict=True)})
+    return _with_schema_columns(frame, schema)
+
+
+def _plain_csv_rows(text: str, width: int) -> list[list[str]] | None:
+    """The data rows of a CSV text split on commas, blank lines skipped and short rows padded, as the pandas
+    parser reads them; None when the text has anything that parser treats otherwise (quotes, carriage returns,
+    other line breaks, lines of blanks, rows wider than the header), which is then left to it."""
+    if _NOT_PLAIN.search(text):
+        return None
+    body = text.split("\n")[1:]
+    rows = []
+    for line in body:
+        if not line:
+            continue
+        if line.isspace():
+            return None
+        fields = line.split(",")
+        if len(fields) != width:
+            if len(fields) > width:
+                return None
+            fields += [""] * (width - len(fields))
+        rows.append(fields)
+    return rows
+
+
+def _csv_text(path: Path, schema: Schema) -> tuple[str, list[str], int]:
+    """The text of a CSV landing file, its header and its number of lines, once its bytes decode, the header
+    parses and names the schema's columns (else the error naming the file)."""
     data = path.read_bytes()
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]
@@ -147,6 +212,10 @@ def _read_csv(path: Path, schema: Schema) -> pd.DataFrame:
     if duplicates:
         raise SchemaDriftError(f"{path}: duplicate column(s) {duplicates} in the header {header}")
     schema.check_columns([name.strip() for name in header] if header else [], str(path))
+    return text, header, lines
+
+
+def _read_csv(path: Path, text: str, header: list[str], lines: int) -> pd.DataFrame:
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.ParserError as err:
@@ -276,23 +345,39 @@ def validate_rows(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, pd
     return _validate(frame, schema, None)[:2]
 
 
-def validate_joined(frames: list[pd.DataFrame],
+def validate_joined(frames: list[pd.DataFrame | CsvRows],
                     schema: Schema) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
-    """``validate_rows`` of each frame (one per landing file), joined in frame order: the valid rows, the
-    rejected rows, and the frame of each valid and each rejected row. The rows of frame ``i`` are those of
-    its own ``validate_rows``, but the frames are validated in one pass per run of frames with the same
-    column types, without paying pandas' per-call cost for each of thousands of small files. Every check
-    is row by row except the epoch unit of number timestamps, which is still chosen per frame."""
-    parts = []
+    """``validate_rows`` of each frame (one per landing file, as ``read_landing_file`` or ``read_landing_raw``
+    gives it), joined in frame order: the valid rows, the rejected rows, and the frame of each valid and each
+    rejected row. The rows of frame ``i`` are those of its own ``validate_rows``, but the frames are validated in
+    one pass per run of frames with the same column types (consecutive ``CsvRows`` with the same header make one
+    frame), without paying pandas' per-call cost for each of thousands of small files. Every check is row by row
+    except the epoch unit of number timestamps, which is still chosen per frame."""
+    pieces = []  # (frame, the file of each row)
     start = 0
     while start < len(frames):
-        dtypes = list(frames[start].dtypes)
         stop = start + 1
-        while stop < len(frames) and list(frames[stop].dtypes) == dtypes:
+        if isinstance(frames[start], CsvRows):
+            while (stop < len(frames) and isinstance(frames[stop], CsvRows)
+                   and frames[stop].columns == frames[start].columns):
+                stop += 1
+            frame = _csv_frame(frames[start:stop], schema)
+        else:
+            frame = frames[start]
+        pieces.append((frame, np.repeat(np.arange(start, stop), [len(f) for f in frames[start:stop]])))
+        start = stop
+    parts = []
+    start = 0
+    while start < len(pieces):
+        dtypes = list(pieces[start][0].dtypes)
+        stop = start + 1
+        while stop < len(pieces) and list(pieces[stop][0].dtypes) == dtypes:
             stop += 1
-        groups = np.repeat(np.arange(start, stop), [len(f) for f in frames[start:stop]])
-        joined = pd.concat(frames[start:stop], ignore_index=True) if stop - start > 1 else frames[start]
-        valid, rejected, bad = _validate(joined.reset_index(drop=True), schema, groups - start)
+        groups = np.concatenate([files for _, files in pieces[start:stop]])
+        joined = (pd.concat([frame for frame, _ in pieces[start:stop]], ignore_index=True) if stop - start > 1
+                  else pieces[start][0])
+        relative = groups - groups[0] if len(groups) else groups  # small ids, for the epoch unit per file
+        valid, rejected, bad = _validate(joined.reset_index(drop=True), schema, relative)
         parts.append((valid, rejected, groups[~bad], groups[bad]))
         start = stop
     if not parts:

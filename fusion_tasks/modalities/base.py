@@ -26,7 +26,7 @@ from fusion_tasks.schemas import (
     Schema,
     VolumeAnomalyError,
     as_text,
-    read_landing_file,
+    read_landing_raw,
     validate_joined,
     validate_rows,
 )
@@ -447,7 +447,7 @@ def _read_landing(root: DataRoot, name: str, schema: Schema,
             new_valid, new_rejected = [], []
             for start in range(0, len(stale), VALIDATE_BATCH_FILES):
                 chunk = stale[start:start + VALIDATE_BATCH_FILES]
-                raws = [read_landing_file(path, schema) for _, path, _, _ in chunk]
+                raws = [read_landing_raw(path, schema) for _, path, _, _ in chunk]
                 valid, rejected, valid_file, rejected_file = validate_joined(raws, schema)
                 rels = np.array([rel for _, _, rel, _ in chunk], dtype=object)
                 rejected["source_file"] = rels[rejected_file]
