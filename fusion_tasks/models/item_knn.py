@@ -44,12 +44,15 @@ class ItemKNNRecommender(BaseRecommender):
         return self
 
     def fit_from(self, data: TrainingData, previous: ItemKNNRecommender) -> ItemKNNRecommender:
-        """The same fit as ``fit``; the similarity is taken from ``previous`` when its ``neighbours`` and ``shrink``
-        are this model's (a half-life changes only the users' histories)."""
-        if not (isinstance(previous, ItemKNNRecommender) and previous.neighbours == self.neighbours
-                and previous.shrink == self.shrink):
+        """The same fit as ``fit``, from ``previous`` when its ``shrink`` is this model's: its similarity is taken when
+        ``neighbours`` are the same too (a half-life changes only the users' histories), and pruned to this
+        model's neighbours when it kept more (the k largest of a row's m >= k largest are its k largest, with the
+        same ties, as the cosines are float32 in both)."""
+        if not (isinstance(previous, ItemKNNRecommender) and previous.shrink == self.shrink
+                and previous.neighbours >= self.neighbours):
             return self.fit(data)
-        self.similarity_ = previous.similarity_  # shared, never changed in place
+        self.similarity_ = (previous.similarity_ if previous.neighbours == self.neighbours  # shared, never changed
+                            else _top_per_row(previous.similarity_, self.neighbours))
         self.history_ = decayed_interactions(data, self.half_life_days)
         return self
 

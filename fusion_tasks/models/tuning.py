@@ -16,8 +16,8 @@ every fold and decided on the pooled score as before. Dropped settings are recor
 they were fitted on and how far behind they were.
 
 A candidate is fitted on each fold from the best setting's fit on that fold (``BaseRecommender.fit_from``):
-item-kNN takes that fit's similarity when only the half-life changed (the same fit, for less work); other models
-ignore it.
+item-kNN takes that fit's similarity when only the half-life changed, and prunes it when only fewer neighbours are
+asked (the same fit, for less work); other models ignore it.
 
 The search stops early when the next setting would exceed the time budget (estimated from the
 seconds per fold fit so far); settings not tried are recorded as such. A budget that the default

@@ -178,14 +178,17 @@ def test_a_budget_of_zero_is_rejected_by_the_config() -> None:
 
 
 def test_item_knn_fitted_from_a_previous_fit_equals_a_fresh_fit(world) -> None:
-    """Tuning fits item-kNN candidates from the best fit so far: the similarity is reused only when neighbours and
-    shrink are the same, and the result is the fit ``fit`` would give either way."""
+    """Tuning fits item-kNN candidates from the best fit so far: the similarity is reused when neighbours and
+    shrink are the same, pruned when the previous fit kept more neighbours with the same shrink, and the result is
+    the fit ``fit`` would give either way."""
     root, config = world
     data = TrainingData.load(root, config, "fold1")
     knn = models.get("item_knn")
     for params in [{}, {"shrink": 100.0}, {"neighbours": 3}, {"half_life_days": 30.0}]:
         fresh = knn(**params).fit(data)
-        for previous in (knn(**{**params, "half_life_days": 7.0}), knn(**{**params, "neighbours": 50})):
+        for previous in (knn(**{**params, "half_life_days": 7.0}), knn(**{**params, "neighbours": 50}),
+                         knn(**{**params, "neighbours": 400}), knn(**{**params, "neighbours": 2}),
+                         knn(**{**params, "neighbours": 400, "shrink": 3.0})):
             started = knn(**params).fit_from(data, previous.fit(data))
             assert (started.similarity_ != fresh.similarity_).nnz == 0
             assert (started.history_ != fresh.history_).nnz == 0
