@@ -126,9 +126,14 @@ def read_landing_file(path: str | os.PathLike[str], schema: Schema) -> pd.DataFr
 _NOT_PLAIN = re.compile('["\x00\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]')
 
 
+# a larger CSV file is read by pandas: its per-call cost is then small beside the rows, and the rows of a batch of
+# files held as Python strings (several times their text) stay bounded
+PLAIN_CSV_MAX_CHARS = 32 * 2**10
+
+
 @dataclasses.dataclass(frozen=True)
 class CsvRows:
-    """The rows of a plain CSV landing file (no quotes, no carriage returns), split on commas: what
+    """The rows of a small plain CSV landing file (no quotes, no carriage returns), split on commas: what
     ``pandas.read_csv`` would read from it, without paying its per-call cost for each of thousands of small files
     (``validate_joined`` makes one frame of many)."""
 
@@ -149,7 +154,7 @@ def read_landing_raw(path: str | os.PathLike[str], schema: Schema) -> pd.DataFra
     if path.name.endswith(PARQUET_SUFFIX):
         return _with_schema_columns(_read_parquet(path, schema), schema)
     text, header, lines = _csv_text(path, schema)
-    rows = _plain_csv_rows(text, len(header))
+    rows = _plain_csv_rows(text, len(header)) if len(text) <= PLAIN_CSV_MAX_CHARS else None
     if rows is not None:
         return CsvRows(tuple(name.strip() for name in header), rows)
     return _with_schema_columns(_read_csv(path, text, header, lines), schema)

@@ -29,6 +29,7 @@ NOT_PLAIN = {
     "a form feed": HEADER + "u1,i1\x0c,view,1,2024-01-01\n",
     "a line of blanks": HEADER + "   \nu1,i1,view,1,2024-01-01\n",
     "a row wider than the header": HEADER + "u1,i1,view,1,2024-01-01,extra\n",
+    "a large file": HEADER + "u1,i1,view,1,2024-01-01\n" * (schemas.PLAIN_CSV_MAX_CHARS // 20),
 }
 
 
