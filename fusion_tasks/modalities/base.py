@@ -398,8 +398,8 @@ def _deliveries(per_file: list[dict[str, Any]], rejected: pd.DataFrame) -> dict[
 # The per-file landing cache ------------------------------------------------------------------------
 # Reading and validating every landing file again for every date dominates extraction when there are
 # thousands of small daily files. Each file is therefore validated once, exactly as before (one
-# ``read_landing_file`` per file, and ``validate_joined``, which gives each file's ``validate_rows`` in
-# one pass over many files), and its valid and rejected rows are kept under
+# ``read_landing_raw`` per file, which leaves a small plain CSV file as split rows, and ``validate_joined``,
+# which gives each file's ``validate_rows`` in one pass over many files), and its valid and rejected rows are kept under
 # ``staged/_cache/<modality>/``, keyed by the file's path, size, inode, mtime and ctime and the schema
 # (name, version, columns): a file rewritten in place or replaced by a rename, even with the same size
 # and a preserved mtime, is read again. A run for date D reassembles the rows of its files in (date,
