@@ -34,7 +34,7 @@ NOT_PLAIN = {
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / f"{abs(hash(name))}.csv"
+    path = tmp_path / f"{len(list(tmp_path.iterdir()))}-{''.join(c if c.isalnum() else '_' for c in name)}.csv"
     path.write_text(text, encoding="utf-8")
     return path
 
