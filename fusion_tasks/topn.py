@@ -54,7 +54,8 @@ def top_n(scores: np.ndarray, n: int, chunk: int | None = None) -> np.ndarray:
     maxima = scores[:, :full].reshape(rows, chunk, groups).max(axis=1)
     if full < columns:
         maxima = np.concatenate([maxima, scores[:, full:].max(axis=1, keepdims=True)], axis=1)
-    threshold = -np.partition(-maxima, n - 1, axis=1)[:, n - 1]  # the n-th largest chunk maximum
+    place = maxima.shape[1] - n
+    threshold = np.partition(maxima, place, axis=1)[:, place]  # the n-th largest chunk maximum
     # the cells at or above t lie in the chunks whose maximum reaches it: a row with many such chunks (ties at
     # t, a sparse model's zeros) may have most of its cells there, and is read on its own; the others have at
     # most n * (chunk + 1) cells to pick, so what is picked stays a small multiple of n per row
@@ -102,21 +103,16 @@ def _gather(scores: np.ndarray, threshold: np.ndarray, reach: np.ndarray, chunk:
 def _fill(out: np.ndarray, row: np.ndarray, cols: np.ndarray, values: np.ndarray, n: int) -> None:
     """Write into ``out`` the top n of the rows present in ``row``, from every cell ``(row, cols)`` of theirs at or
     above their threshold (at least n per row), given in (row, column) order: one stable sort by row, then score
-    descending, keeps equal scores in column order."""
+    descending, keeps equal scores in column order. The rows stay where they were (they were sorted), so a row's
+    top n are the first n of its run."""
+    if not len(row):
+        return
     bits = (values + np.float32(0)).astype(np.float32, copy=False).view(np.int32)  # + 0: -0.0 becomes 0.0
     ascending = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # an int32 in the order of the floats
     key = (row.astype(np.int64) << 32) | (np.int64(0x7FFFFFFF) - ascending)
-    order = np.argsort(key, kind="stable")
-    row, cols = row[order], cols[order]
-    slot = _position_in_row(row, len(out))
-    keep = slot < n
-    out[row[keep], slot[keep]] = cols[keep]
-
-
-def _position_in_row(row: np.ndarray, rows: int) -> np.ndarray:
-    """The position of each entry among the entries of its row (``row`` sorted)."""
-    starts = np.searchsorted(row, np.arange(rows))
-    return np.arange(len(row)) - starts[row]
+    cols = cols[np.argsort(key, kind="stable")]
+    first = np.flatnonzero(np.concatenate([[True], row[1:] != row[:-1]]))  # where each present row's run starts
+    out[row[first]] = cols[first[:, None] + np.arange(n)]
 
 
 def _sorted_top(scores: np.ndarray, n: int) -> np.ndarray:
