@@ -50,7 +50,7 @@ import pandas as pd
 from fusion_tasks import catalogue
 from fusion_tasks.fusion.base import FitInput, FusionMethod, empty_contributions, group_of
 from fusion_tasks.fusion.candidates import CONTEXT_FEATURES
-from fusion_tasks.fusion.stacking import sample_rows
+from fusion_tasks.fusion.stacking import sampled_frame
 
 MODEL_FEATURES = ("z", "rr", "avail")  # per model: <feature>:<model>
 MODALITIES = catalogue.modalities()  # one subnet per modality whose models are fused
@@ -84,9 +84,8 @@ class DeepFusion(FusionMethod):
         self.verify_forward = verify_forward  # compare Keras' and the numpy forward on the training rows
 
     def fit(self, data: FitInput) -> dict[str, Any]:
-        frame = pd.concat([f.pool for f in data.folds], ignore_index=True)
         gaps: list[float] = []  # each member's largest gap between the Keras and the numpy forward
-        members = [self._fit_member(frame, data, np.random.default_rng([data.seed, m]), gaps)
+        members = [self._fit_member(data, np.random.default_rng([data.seed, m]), gaps)
                    for m in range(self.members)]
         if self.verify_forward:
             self.forward_gap_ = max(gaps, default=0.0)
@@ -95,11 +94,9 @@ class DeepFusion(FusionMethod):
                 "positives": sum(m["positives"] for m in members),
                 "epochs_trained": [m["epochs_trained"] for m in members]}
 
-    def _fit_member(self, frame: pd.DataFrame, data: FitInput, rng: np.random.Generator,
-                    gaps: list[float]) -> dict[str, Any]:
+    def _fit_member(self, data: FitInput, rng: np.random.Generator, gaps: list[float]) -> dict[str, Any]:
         """One network of the ensemble, from its own sample of the fold rows and its own initial weights."""
-        rows = sample_rows(frame["label"].to_numpy(), self.negatives_per_positive, rng, self.max_rows)
-        train = frame.iloc[rows]
+        train = sampled_frame(data, self.negatives_per_positive, rng, self.max_rows)
         y = train["label"].to_numpy().astype("float32")
         spec: dict[str, Any] = {"models": list(data.models), "context": list(data.context)}
         raw, columns = features(train, spec)

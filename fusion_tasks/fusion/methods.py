@@ -58,7 +58,7 @@ def fit_with_cv(method: FusionMethod, data: FitInput) -> dict[str, Any]:
     cv = {}
     for fold in data.folds:
         held = method.fit(data.without(fold.name)) if len(data.folds) > 1 else fitted
-        users = pool_ndcg_per_user(fold.pool, method.scores(held, fold.pool), fold.n_relevant, data.k)
+        users = pool_ndcg_per_user(fold.pool, scores_in_blocks(method, held, fold.pool), fold.n_relevant, data.k)
         cv[fold.name] = float(users.mean()) if len(users) else 0.0
     return {"method": method.name, "fitted": fitted, "cv_ndcg": float(np.mean(list(cv.values()))),
             "cv_ndcg_per_fold": cv, "k": data.k, "folds": [f.name for f in data.folds],
@@ -80,7 +80,18 @@ def load_fitted_methods(root: DataRoot, config: RunConfig) -> dict[str, dict[str
 
 
 def fused_scores(name: str, result: dict[str, Any], pool: pd.DataFrame) -> np.ndarray:
-    return get(name).scores(result["fitted"], pool)
+    return scores_in_blocks(get(name), result["fitted"], pool)
+
+
+def scores_in_blocks(method: FusionMethod, fitted: dict[str, Any], pool: pd.DataFrame,
+                     rows: int = 1 << 18) -> np.ndarray:
+    """``method.scores`` of every pool row, ``rows`` rows at a time: a method scores each row from that row alone,
+    so the values are the same to rounding (a matrix product over fewer rows may sum in another order), as
+    publishing's blocks, and what a method holds while scoring (a design matrix, hidden activations) is bounded
+    by the block, not by the pool (tens of millions of rows on a large world)."""
+    if len(pool) <= rows:
+        return method.scores(fitted, pool)
+    return np.concatenate([method.scores(fitted, pool.iloc[start:start + rows]) for start in range(0, len(pool), rows)])
 
 
 def contributions(name: str, result: dict[str, Any], pool: pd.DataFrame) -> pd.DataFrame:

@@ -35,11 +35,10 @@ class Stacking(FusionMethod):
         from sklearn.linear_model import LogisticRegression
 
         rng = np.random.default_rng(data.seed)
-        frame = pd.concat([f.pool for f in data.folds], ignore_index=True)
-        rows = sample_rows(frame["label"].to_numpy(), self.negatives_per_positive, rng)
+        train = sampled_frame(data, self.negatives_per_positive, rng)
         spec = {"models": list(data.models), "context": list(data.context)}
-        x, columns = features(frame.iloc[rows], spec)
-        y = frame["label"].to_numpy()[rows]
+        x, columns = features(train, spec)
+        y = train["label"].to_numpy()
         mean, std = x.mean(axis=0), x.std(axis=0)
         std[std < 1e-9] = 1.0
         # Newton-Cholesky: many more rows than columns, and collinear columns that slow L-BFGS down
@@ -47,7 +46,7 @@ class Stacking(FusionMethod):
         meta.fit((x - mean) / std, y)
         return {**spec, "columns": columns, "mean": mean.tolist(), "std": std.tolist(),
                 "coef": meta.coef_[0].tolist(), "intercept": float(meta.intercept_[0]),
-                "training_rows": int(len(rows)), "positives": int(y.sum())}
+                "training_rows": int(len(train)), "positives": int(y.sum())}
 
     def scores(self, fitted: dict[str, Any], pool: pd.DataFrame) -> np.ndarray:
         terms, _ = _terms(pool, fitted)
@@ -80,6 +79,20 @@ def sample_rows(labels: np.ndarray, negatives_per_positive: int, rng: np.random.
         positives = np.sort(rng.choice(positives, size=max(1, int(len(positives) * keep)), replace=False))
         take = int(take * keep)
     return np.sort(np.concatenate([positives, rng.choice(negatives, size=take, replace=False)]))
+
+
+def sampled_frame(data: FitInput, negatives_per_positive: int, rng: np.random.Generator,
+                  max_rows: int = 40_000) -> pd.DataFrame:
+    """The rows of the folds' pools, taken one after another, that ``sample_rows`` picks (indexed by their place
+    among all the folds' rows), without a copy of every pool: on a large world the pools are gigabytes."""
+    labels = np.concatenate([f.pool["label"].to_numpy() for f in data.folds])
+    rows = sample_rows(labels, negatives_per_positive, rng, max_rows)
+    bounds = np.cumsum([0] + [len(f.pool) for f in data.folds])
+    parts = [f.pool.iloc[rows[(rows >= low) & (rows < high)] - low]
+             for f, low, high in zip(data.folds, bounds[:-1], bounds[1:], strict=True)]
+    frame = pd.concat(parts, ignore_index=True)
+    frame.index = rows
+    return frame
 
 
 def features(pool: pd.DataFrame, spec: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
