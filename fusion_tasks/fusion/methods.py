@@ -32,6 +32,8 @@ from fusion_tasks.fusion.candidates import context_columns, load_pool
 from fusion_tasks.storage import DataRoot, read_json, write_json
 from fusion_tasks.training_data import load_relevance
 
+# a method scores a pool this many rows at a time (scoring, publishing, cross-validation): memory per block
+SCORE_BLOCK_ROWS = 1 << 18
 # ordered by simplicity: the order ties are broken in
 REGISTRY: dict[str, type[FusionMethod]] = dict(sorted(catalogue.load("methods", FusionMethod).items(),
                                                       key=lambda item: (item[1].simplicity, item[0])))
@@ -84,7 +86,7 @@ def fused_scores(name: str, result: dict[str, Any], pool: pd.DataFrame) -> np.nd
 
 
 def scores_in_blocks(method: FusionMethod, fitted: dict[str, Any], pool: pd.DataFrame,
-                     rows: int = 1 << 18) -> np.ndarray:
+                     rows: int = SCORE_BLOCK_ROWS) -> np.ndarray:
     """``method.scores`` of every pool row, ``rows`` rows at a time: a method scores each row from that row alone,
     so the values are the same to rounding (a matrix product over fewer rows may sum in another order), as
     publishing's blocks, and what a method holds while scoring (a design matrix, hidden activations) is bounded
@@ -99,7 +101,7 @@ def contributions(name: str, result: dict[str, Any], pool: pd.DataFrame) -> pd.D
 
 
 def scores_and_contributions(name: str, result: dict[str, Any], pool: pd.DataFrame,
-                             rows: int = 1 << 18) -> tuple[np.ndarray, pd.DataFrame]:
+                             rows: int = SCORE_BLOCK_ROWS) -> tuple[np.ndarray, pd.DataFrame]:
     """The fused scores and contributions of every pool row, ``rows`` rows at a time: a method scores each row from
     that row alone, so the values are the same, and what a method holds while scoring (deep fusion's hidden
     activations for every row, about 1 GB on a Ciao date's final pool of 2.5 million rows) is bounded."""
