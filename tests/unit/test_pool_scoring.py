@@ -120,3 +120,18 @@ def test_a_model_whose_modality_has_no_data_says_nothing(prepared_world) -> None
     pool = candidates.score_pool(data, fitted, np.arange(data.n_users), 10)
     assert (pool["avail_item_embedding"] == 0).all() and (pool["rank_item_embedding"] == 11).all()
     assert (pool["z_item_embedding"] == 0).all() and (pool["rank_popularity"] <= 10).all()
+
+
+@pytest.mark.parametrize("known_items", [50, 256, 300])
+def test_the_product_by_panels_of_items_is_the_product(known_items: int) -> None:
+    """A low-rank model's block of scores is made a panel of ``PANEL_ITEMS`` known items at a time: the same as
+    one product, with fewer known items than a panel, exactly whole panels, and panels and a rest."""
+    rng = np.random.default_rng(known_items)
+    right = rng.standard_normal((known_items + 20, 8)).astype("float32")
+    known = np.zeros(len(right), dtype=bool)
+    known[rng.choice(len(right), known_items, replace=False)] = True
+    factored = candidates._Factored(right, known)
+    left = rng.standard_normal((7, 8)).astype("float32")
+    out = np.full((7, known_items), np.nan, dtype="float32")
+    factored._product(left, out)
+    np.testing.assert_allclose(out, left @ right[known].T, rtol=1e-5, atol=1e-5)
