@@ -14,9 +14,10 @@ modality, the median seconds per date over ``--repeats`` runs and the peak RSS o
 ratios against the baseline measured in the same run.
 
 Then the stages of whole runs (``fusion_tasks.pipeline.run_all``, each in a fresh process): wall and
-CPU seconds per stage on the default synthetic world, on each synthetic regime and (when the Ciao
-folder is there) on one Ciao date with the quality benchmark's settings, the share of the run
-that fusion fitting (every ``fit_<method>``) takes, and what building features once per origin saves.
+CPU seconds per stage, and the process's peak RSS, on the default synthetic world, on each synthetic
+regime and (when the Ciao folder is there) on one Ciao date with the quality benchmark's settings, the
+share of the run that fusion fitting (every ``fit_<method>``) takes, and what building features once per
+origin saves.
 Written to ``bench/out/speed.md``.
 """
 
@@ -77,6 +78,8 @@ def _run_child(root: Path, dates: list[dt.date], mode: str) -> tuple[dict[str, l
     return json.loads(seconds), int(peak_kib) / 1024
 
 
+PEAK = "peak_mib"  # beside a run's stages: the process's peak RSS
+
 # One whole run per process: argv[1] = {"root", "config", "regime" | null, "generate"}; prints run_all's seconds.
 STAGES_CHILD = r"""
 import json, sys
@@ -104,7 +107,10 @@ TrainingData.load = classmethod(timed_load)
 out = run_all(RunConfig.from_dict({**args["config"], "data_root": args["root"]}))
 features = {"origins": len(out["training_data"]["origins"]), "build_seconds": out["training_data"]["feature_seconds"],
             "loads": len(loads), "load_seconds": sum(loads)}
-print(json.dumps({"seconds": out["seconds"], "features": features}))
+# the peak RSS of this process (VmHWM starts afresh at exec): every stage, as one DAG run on one worker holds them
+with open("/proc/self/status") as status:
+    peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": out["seconds"], "features": features, "peak_mib": peak_kib / 1024}))
 """
 
 
@@ -115,7 +121,7 @@ def stage_seconds(root: Path, config: dict, *, regime: str | None = None, genera
     if done.returncode:
         raise RuntimeError(f"run for {root} failed:\n{done.stderr[-3000:]}")
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    return out["seconds"], out["features"]
+    return {**out["seconds"], PEAK: out["peak_mib"]}, out["features"]
 
 
 def feature_table(features: dict[str, dict[str, float]]) -> list[str]:
@@ -135,8 +141,11 @@ def feature_table(features: dict[str, dict[str, float]]) -> list[str]:
 
 
 def stage_table(runs: dict[str, dict[str, dict[str, float]]]) -> list[str]:
-    """One column pair (wall, CPU) per world; a row per stage; fusion fitting's share of the wall time."""
+    """One column pair (wall, CPU) per world; a row per stage; fusion fitting's share of the wall time; the run's
+    peak RSS (``runs[world][PEAK]``, MiB)."""
     worlds = list(runs)
+    peaks = {w: runs[w].get(PEAK) for w in worlds}
+    runs = {w: {k: v for k, v in runs[w].items() if k != PEAK} for w in worlds}
     stages = list(dict.fromkeys(stage for seconds in runs.values() for stage in seconds))
     lines = ["| stage | " + " | ".join(f"{w} wall s | {w} CPU s" for w in worlds) + " |",
              "|---|" + "---|---|" * len(worlds)]
@@ -155,6 +164,8 @@ def stage_table(runs: dict[str, dict[str, dict[str, float]]]) -> list[str]:
         shares += [f"{fusion / wall:.1%}", ""]
     lines.append("| whole run | " + " | ".join(totals) + " |")
     lines.append("| fusion fitting share of wall | " + " | ".join(shares) + " |")
+    lines.append("| peak RSS of the run, MiB | " + " | ".join(
+        f"{peaks[w]:,.0f} | " if peaks[w] is not None else "– | " for w in worlds) + " |")
     return lines
 
 
