@@ -78,8 +78,6 @@ def _run_child(root: Path, dates: list[dt.date], mode: str) -> tuple[dict[str, l
     return json.loads(seconds), int(peak_kib) / 1024
 
 
-PEAK = "peak_mib"  # beside a run's stages: the process's peak RSS
-
 # One whole run per process: argv[1] = {"root", "config", "regime" | null, "generate"}; prints run_all's seconds.
 STAGES_CHILD = r"""
 import json, sys
@@ -114,14 +112,17 @@ print(json.dumps({"seconds": out["seconds"], "features": features, "peak_mib": p
 """
 
 
-def stage_seconds(root: Path, config: dict, *, regime: str | None = None, generate: bool = True) -> dict:
+def stage_seconds(root: Path, config: dict, *, regime: str | None = None,
+                  generate: bool = True) -> tuple[dict, dict, float]:
+    """One whole run in a fresh process: its seconds per stage, what its feature builds and loads cost, and the
+    process's peak RSS in MiB."""
     done = subprocess.run([sys.executable, "-c", STAGES_CHILD, json.dumps(
         {"root": str(root), "config": config, "regime": regime, "generate": generate})],
         capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"run for {root} failed:\n{done.stderr[-3000:]}")
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    return {**out["seconds"], PEAK: out["peak_mib"]}, out["features"]
+    return out["seconds"], out["features"], out["peak_mib"]
 
 
 def feature_table(features: dict[str, dict[str, float]]) -> list[str]:
@@ -140,12 +141,10 @@ def feature_table(features: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-def stage_table(runs: dict[str, dict[str, dict[str, float]]]) -> list[str]:
-    """One column pair (wall, CPU) per world; a row per stage; fusion fitting's share of the wall time; the run's
-    peak RSS (``runs[world][PEAK]``, MiB)."""
+def stage_table(runs: dict[str, dict[str, dict[str, float]]], peaks: dict[str, float]) -> list[str]:
+    """One column pair (wall, CPU) per world; a row per stage; fusion fitting's share of the wall time; each
+    run's peak RSS in MiB (``peaks``, by world)."""
     worlds = list(runs)
-    peaks = {w: runs[w].get(PEAK) for w in worlds}
-    runs = {w: {k: v for k, v in runs[w].items() if k != PEAK} for w in worlds}
     stages = list(dict.fromkeys(stage for seconds in runs.values() for stage in seconds))
     lines = ["| stage | " + " | ".join(f"{w} wall s | {w} CPU s" for w in worlds) + " |",
              "|---|" + "---|---|" * len(worlds)]
@@ -165,7 +164,7 @@ def stage_table(runs: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     lines.append("| whole run | " + " | ".join(totals) + " |")
     lines.append("| fusion fitting share of wall | " + " | ".join(shares) + " |")
     lines.append("| peak RSS of the run, MiB | " + " | ".join(
-        f"{peaks[w]:,.0f} | " if peaks[w] is not None else "– | " for w in worlds) + " |")
+        f"{peaks[w]:,.0f} | " if w in peaks else "– | " for w in worlds) + " |")
     return lines
 
 
@@ -238,10 +237,11 @@ def stages_section(ciao_date: str) -> list[str]:
 
     runs: dict[str, dict[str, dict[str, float]]] = {}
     features: dict[str, dict[str, float]] = {}
+    peaks: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="fusionrec-stages-") as tmp:
         for regime in (None, *sorted(REGIMES)):
             name = regime or "synthetic"
-            runs[name], features[name] = stage_seconds(Path(tmp) / name, {"ndcg_floor": 0.0,
+            runs[name], features[name], peaks[name] = stage_seconds(Path(tmp) / name, {"ndcg_floor": 0.0,
                                                                           "as_of_date": "2000-01-01"}, regime=regime)
             print(f"stages: {name} done", flush=True)
     ciao = default_ciao_dir()
@@ -253,7 +253,7 @@ def stages_section(ciao_date: str) -> list[str]:
 
         root = DataRoot(default_data_root() / "bench-ciao")
         ensure_import(ciao, root)
-        runs[f"Ciao {ciao_date}"], features[f"Ciao {ciao_date}"] = stage_seconds(
+        runs[f"Ciao {ciao_date}"], features[f"Ciao {ciao_date}"], peaks[f"Ciao {ciao_date}"] = stage_seconds(
             root.root, {**CONF, "as_of_date": ciao_date}, generate=False)
     else:
         note = f"Ciao was not found at {ciao} (FUSION_CIAO_DIR): its column is missing."
@@ -262,7 +262,7 @@ def stages_section(ciao_date: str) -> list[str]:
             "default synthetic world and each regime (`SyntheticSpec.regime`) with the default settings, and one "
             "Ciao date with the quality benchmark's settings. CPU seconds count every thread of the process. "
             "Target: fusion fitting (every `fit_<method>`) at most 15% of the run's wall time.", "",
-            *stage_table(runs), "", note, "", "## Features built once per origin", "",
+            *stage_table(runs, peaks), "", note, "", "## Features built once per origin", "",
             "Every model's training and the pools read the data of an origin (`TrainingData.load`). What each "
             "modality builds for an origin is built once, by `build_training_data`, and stored; before, it was "
             "rebuilt from `staged/` at every load. Same runs as above: loads counted, an origin's build timed once "

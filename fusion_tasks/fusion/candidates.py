@@ -30,8 +30,9 @@ BLOCK_BYTES = 256 * 2**20
 FACTORED_BLOCK_BYTES = 4 * 2**20
 # a block's product is made in panels of this many items, one BLAS call each (one batched matmul): a thin panel
 # of scores stays in the processor's closest caches while it is made. 85 x 12,319 and 10 x 98,057 blocks, one
-# thread: 32 factors 91 -> 105 and 41 -> 90 GFLOP/s against one call for the block; 16 to 128 factors, 128 is the
-# best width measured or within 5% of it (256: 76 at 98,057 items, 32 factors; 512 and more: no gain)
+# thread: 32 factors 91 -> 105 and 41 -> 90 GFLOP/s against one call for the block (16 and 64 factors gain too;
+# 128 factors: 30 -> 63 on the wide blocks, 82 -> 77 on the narrow ones); of the widths tried, 128 is the best or
+# within 5% of it for 16 to 128 factors (256: 76 at 98,057 items, 32 factors; 512 and more: no gain)
 PANEL_ITEMS = 128
 CELLS_PER_GATHER = 8192  # pooled cells whose factors are gathered at once
 SIGNAL = 1e-9  # a standard deviation of the scores at or below this: the model has nothing to say

@@ -7,7 +7,9 @@ import numpy as np
 
 from fusion_tasks import models
 from fusion_tasks.fusion import candidates, methods
+from fusion_tasks.fusion.candidates import load_pool
 from fusion_tasks.synthetic import SyntheticSpec
+from fusion_tasks.training_data import load_relevance
 
 
 def test_a_fold_with_more_users_than_the_cap_is_a_seeded_sample_of_them(prepared_world) -> None:
@@ -15,8 +17,11 @@ def test_a_fold_with_more_users_than_the_cap_is_a_seeded_sample_of_them(prepared
                                   holdout_days=7, validation_days=7, n_folds=2, tune_models=False)
     models.train_model(root, config, "popularity")
     candidates.build_pools(root, config, ["popularity"])
-    whole = methods.fold_pools(root, config)
-    assert all(len(fold.n_relevant) > 10 for fold in whole)
+    whole = methods.fold_pools(root, config)  # fewer users than the default cap: every user of every fold
+    for fold in whole:
+        every = load_relevance(root, config, fold.name).groupby("user_idx").size()
+        assert len(fold.n_relevant) > 10 and fold.n_relevant.equals(every)
+        assert fold.pool.equals(load_pool(root, config, fold.name))
     sampled = methods.fold_pools(root, config, max_users=10)
     again = methods.fold_pools(root, config, max_users=10)
     for full, part, repeat in zip(whole, sampled, again, strict=True):
