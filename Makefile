@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 DEMO_DATE ?= 2024-04-29
 
-.PHONY: help venv demo test test-fast lint airflow backfill ciao-import bench-quality bench-speed bench-serving db-migrate clean
+.PHONY: help venv demo test test-fast lint airflow backfill ciao-import bench-quality bench-generalise bench-speed bench-serving db-migrate clean
 
 help:
 	@echo "make demo            set up, write synthetic data, run the DAG for $(DEMO_DATE), print the metrics"
@@ -21,6 +21,7 @@ help:
 	@echo "make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [BACKWARDS=1]   backfill through the scheduler"
 	@echo "make ciao-import     import the Ciao data set into the landing zone"
 	@echo "make bench-quality   the quality benchmark on Ciao (writes BENCHMARKS.md)"
+	@echo "make bench-generalise  the same lists on synthetic worlds of other shapes (writes bench/generalisation.md)"
 	@echo "make bench-speed     extraction and stage costs (bench/out/speed.md), then the cost curve (bench/cost_curve.md)"
 	@echo "make db-migrate      migrate the database sink's schema (DB_URL=postgresql://... or the embedded SQLite)"
 	@echo "make bench-serving   latency of the per-user API at 50 clients, SQLite and PostgreSQL (writes bench/out/serving.md)"
@@ -75,6 +76,9 @@ clean:
 
 bench-quality: venv airflow-db
 	$(BIN)/python -m bench.quality $(BENCH_ARGS)
+
+bench-generalise: venv
+	$(BIN)/python -m bench.generalise $(BENCH_ARGS)
 
 bench-speed: venv
 	$(BIN)/python -m bench.speed

@@ -79,12 +79,14 @@ def enforce_candidates(ctx: Context, recs: pd.DataFrame, k: int) -> tuple[pd.Dat
     return kept.loc[kept["rank"] <= k].reset_index(drop=True), int(bad.sum())
 
 
-def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd.DataFrame) -> dict[str, Any]:
-    """Per-(user, date) metrics of every list for one origin, plus timings and tuning choices."""
+def evaluate_date(root: DataRoot, day: dt.date, conf: dict[str, Any], events: pd.DataFrame,
+                  horizon_days: int = HORIZON_DAYS) -> dict[str, Any]:
+    """Per-(user, date) metrics of every list for one origin (relevant: what users did for the first time in
+    (D, D + ``horizon_days``]), plus timings and tuning choices."""
     config = RunConfig.from_dict({**conf, "as_of_date": day.isoformat(), "data_root": str(root.root)})
     kmax = max(KS)
     ctx = context(root, config, "final")
-    relevant = first_time_pairs(events, ctx.vocab, ctx.seen, day, day + dt.timedelta(days=HORIZON_DAYS))
+    relevant = first_time_pairs(events, ctx.vocab, ctx.seen, day, day + dt.timedelta(days=horizon_days))
     items = relevant["item_idx"].to_numpy()
     relevant["item_known"] = (items >= 0) & ctx.known[items]  # -1: an item new after D
     eval_users = np.unique(relevant["user_idx"].to_numpy())
@@ -216,7 +218,7 @@ def _dag_holdout(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def aggregate(per_date: list[dict[str, Any]], conf: dict[str, Any], dates: list[dt.date],
-              timings: dict[str, Any]) -> dict[str, Any]:
+              timings: dict[str, Any], horizon_days: int = HORIZON_DAYS) -> dict[str, Any]:
     """The origins pooled: a table per variant and segment, the paired comparisons of the headline and
     of the ablation, NDCG@10 per origin and list, and mean seconds per date (the raw numbers of the report)."""
     frame = pd.concat([p["per_user"] for p in per_date], ignore_index=True)
@@ -273,7 +275,7 @@ def aggregate(per_date: list[dict[str, Any]], conf: dict[str, Any], dates: list[
         for model, fits in run["fit_seconds"].items():
             if "final" in fits:
                 fit_seconds[f"base: {model}"] = fit_seconds.get(f"base: {model}", 0.0) + fits["final"] / len(infos)
-    return {"dates": [d.isoformat() for d in dates], "conf": conf, "horizon_days": HORIZON_DAYS,
+    return {"dates": [d.isoformat() for d in dates], "conf": conf, "horizon_days": horizon_days,
             "tables": tables, "comparisons": comparisons, "ablation": ablation, "per_origin": per_origin,
             "fit_seconds": fit_seconds,
             "score_seconds": score_seconds, "per_date": infos, "timings": timings,
