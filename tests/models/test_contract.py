@@ -20,6 +20,7 @@ from fusion_tasks.modalities.content import ContentFeatures
 from fusion_tasks.modalities.social import SocialFeatures
 from fusion_tasks.models.als import ALSRecommender
 from fusion_tasks.models.base import BaseRecommender
+from fusion_tasks.models.bpr import BPRRecommender
 from fusion_tasks.models.content import ContentRecommender
 from fusion_tasks.models.ease import EASERecommender
 from fusion_tasks.models.popularity import PopularityRecommender
@@ -97,7 +98,7 @@ def test_score_shape_dtype_finite(name: str, data: TrainingData, fitted: dict) -
     assert (np.ptp(everyone, axis=1) > 0).any(), "scores must rank items for some user"
 
 
-@pytest.mark.parametrize("name", ["als", "item_knn", "ease"])
+@pytest.mark.parametrize("name", ["als", "bpr", "item_knn", "ease"])
 def test_collaborative_models_have_no_signal_for_a_user_without_history(name: str) -> None:
     """A constant row (up to the candidate pool's threshold of 1e-9 on the standard deviation): the
     pool then marks the model unavailable for the user, instead of ranking items by an artefact
@@ -292,6 +293,15 @@ def test_als_ranks_the_missing_item_of_the_user_block_first() -> None:
     for user, item in held:
         unseen = np.where(seen[user], -np.inf, scores[user])
         assert int(unseen.argmax()) == item, (user, item, scores[user])
+
+
+def test_bpr_ranks_the_missing_item_of_the_user_block_first() -> None:
+    data, held = block_data()
+    model = BPRRecommender(factors=4, learning_rate=0.05, iterations=200, random_state=3).fit(data)
+    scores = model.score(np.arange(data.n_users))
+    seen = data.interactions.toarray() > 0
+    for user, item in held:
+        assert int(np.where(seen[user], -np.inf, scores[user]).argmax()) == item, (user, item, scores[user])
 
 
 def test_ease_ranks_the_missing_item_of_the_user_block_first() -> None:
