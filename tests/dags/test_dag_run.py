@@ -95,7 +95,7 @@ def test_every_modality_beats_popularity_and_fusion_beats_every_single_model(dag
     root, _ = dag_run
     metrics = root.read_published_metrics(DAY)["metrics"]
     ndcg = {name: values["ndcg"] for name, values in metrics.items()}
-    for model in ("als", "item_knn", "ease", "content", "social"):
+    for model in ("als", "bpr", "item_knn", "ease", "content", "social"):
         assert ndcg[model] > ndcg["popularity"], (model, ndcg)
     best_single = max(ndcg[m] for m in models.REGISTRY)
     assert max(ndcg[m] for m in methods.REGISTRY) > best_single, ndcg
