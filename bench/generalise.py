@@ -16,7 +16,6 @@ import argparse
 import datetime as dt
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ WORLDS: dict[str, tuple[dict[str, Any], str]] = {
               "a denser world where co-occurrence carries more"),
     "content + social": (dict(content_signal=2.5, social_signal=3.0), "strong category tastes and ties"),
     "sparse fast-moving": (dict(daily_activity=0.12, social_memory=0.5, share_released_later=0.6, quality_signal=0.3),
-                     "sparse histories, short-lived social influence, many new items"),
+                           "sparse histories, short-lived social influence, many new items"),
     **{f"regime: {name}": (regime.settings, f"{regime.dominant} carries the signal") for name, regime in
        REGIMES.items()},
 }
@@ -139,12 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(worlds) - set(WORLDS))
     if unknown:
         parser.error(f"unknown world(s) {unknown}; known: {list(WORLDS)}")
-    try:
-        import implicit  # noqa: F401
-    except ImportError:
-        print("bench.generalise needs the benchmark-only dependency 'implicit': "
-              f"{sys.executable} -m pip install -r bench/requirements.txt", file=sys.stderr)
-        return 2
     started = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="fusionrec-generalise-"))
     results: dict[str, dict[str, Any]] = {}
