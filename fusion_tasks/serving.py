@@ -11,15 +11,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from fusion_tasks import modalities
 from fusion_tasks.contract import CONTRIBUTION_GROUPS
 from fusion_tasks.metrics_schema import checked_metrics
 from fusion_tasks.sinks.database import Database
 from fusion_tasks.storage import DataRoot, atomic_path
 
+# what each contribution group's share is explained by: every registered modality's own ``reason`` (its name
+# when it declares none), then the groups that belong to no modality
 REASONS = {
-    "behavior": "what people with tastes like yours chose",
-    "content": "the kinds of items you chose before",
-    "social": "what people you trust rated",
+    **{name: modality.reason or f"its {name.replace('_', ' ')} signal"
+       for name, modality in modalities.REGISTRY.items()},
     "cross": "how your signals combine",
     "context": "what is popular and recent",
 }

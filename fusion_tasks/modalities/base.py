@@ -170,7 +170,8 @@ class Modality:
     into ``features`` (the modality's ``Features`` subclass), using only rows true by ``origin``.
     ``profile_column`` is the categorical column whose distribution is watched for drift.
     ``row_rules`` quarantine rows for reasons that need more than the row itself (duplicates,
-    dimensions, other modalities) or the run's settings; see ``RowRule``.
+    dimensions, other modalities) or the run's settings; see ``RowRule``. ``reason`` completes the API's
+    sentence "recommended because of ..." for an item this modality's models recommend.
     """
 
     name: str
@@ -182,6 +183,7 @@ class Modality:
     features: type[Features]
     profile_column: str
     row_rules: tuple[RowRule, ...] = ()
+    reason: str = ""
 
     def history(self, root: DataRoot, config: RunConfig) -> History:
         """Read and validate every landing file dated on or before D and apply every row rule.

@@ -86,6 +86,7 @@ def exact_duplicates(staged: pd.DataFrame, root: DataRoot, config: RunConfig) ->
 
 MODALITY = Modality(
     name="behavior",
+    reason="what people with tastes like yours chose",
     schema=SCHEMA,
     time_column="timestamp",
     daily=True,

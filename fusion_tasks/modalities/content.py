@@ -132,6 +132,7 @@ def _one_hot(rows: np.ndarray, codes: np.ndarray, n_rows: int, n_cols: int) -> s
 
 MODALITY = Modality(
     name="content",
+    reason="the kinds of items you chose before",
     schema=SCHEMA,
     time_column="valid_from",
     daily=False,

@@ -96,6 +96,7 @@ def vector_or_text(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -> p
 
 MODALITY = Modality(
     name="item_embedding",
+    reason="items that look or read like ones you chose",
     schema=SCHEMA,
     time_column="valid_from",
     daily=False,

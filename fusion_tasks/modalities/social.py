@@ -83,6 +83,7 @@ def unknown_endpoints(staged: pd.DataFrame, root: DataRoot, config: RunConfig) -
 
 MODALITY = Modality(
     name="social",
+    reason="what people you trust rated",
     schema=SCHEMA,
     time_column="valid_from",
     daily=False,
