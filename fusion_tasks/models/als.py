@@ -6,11 +6,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from fusion_tasks.models.base import BaseRecommender, decayed_interactions
+from fusion_tasks.models.base import FactorModel, decayed_interactions
 from fusion_tasks.training_data import TrainingData
 
 
-class ALSRecommender(BaseRecommender):
+class ALSRecommender(FactorModel):
     """Matrix factorisation of the implicit interaction matrix with confidence ``1 + alpha * r``.
 
     ``r = log1p(decayed event weight)``: events are decayed by age before weighting. The solver is
@@ -51,9 +51,3 @@ class ALSRecommender(BaseRecommender):
         self.user_factors_ = np.asarray(model.user_factors, dtype="float32")
         self.item_factors_ = np.asarray(model.item_factors, dtype="float32")
         return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return self.user_factors_[users] @ self.item_factors_.T
-
-    def low_rank(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.user_factors_[users], self.item_factors_

@@ -129,6 +129,17 @@ class BaseRecommender(abc.ABC):
         return model
 
 
+class FactorModel(BaseRecommender):
+    """A model whose fit leaves ``user_factors_`` and ``item_factors_`` (float32): its scores are their product,
+    which pool scoring makes in blocks from the factors (``low_rank``)."""
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.user_factors_[users] @ self.item_factors_.T
+
+    def low_rank(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.user_factors_[users], self.item_factors_
+
+
 def time_decay(days_ago: np.ndarray, half_life_days: float) -> np.ndarray:
     """``0.5 ** (days_ago / half_life)``; a half-life of 0 means no decay."""
     if not half_life_days:

@@ -19,11 +19,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from fusion_tasks.models.base import BaseRecommender
+from fusion_tasks.models.base import FactorModel
 from fusion_tasks.training_data import TrainingData
 
 
-class BPRRecommender(BaseRecommender):
+class BPRRecommender(FactorModel):
     name = "bpr"
     modalities = ("behavior",)
     group = "behavior"
@@ -58,9 +58,3 @@ class BPRRecommender(BaseRecommender):
         self.user_factors_[np.diff(matrix.indptr) == 0] = 0.0
         self.item_factors_ = np.asarray(model.item_factors, dtype="float32")
         return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return self.user_factors_[users] @ self.item_factors_.T
-
-    def low_rank(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.user_factors_[users], self.item_factors_
