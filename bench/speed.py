@@ -18,6 +18,12 @@ CPU seconds per stage, and the process's peak RSS, on the default synthetic worl
 regime and (when the Ciao folder is there) on one Ciao date with the quality benchmark's settings, the
 share of the run that fusion fitting (every ``fit_<method>``) takes, and what building features once per
 origin saves.
+
+Last, the DAG itself on a real Airflow (scheduler, dag-processor and api-server, LocalExecutor, as the integration
+tests start it): ``--dag-runs`` manual runs of the default synthetic world, one after another. Each task runs in its
+own process, and the tasks of a stage run side by side (the three ``fit_<method>`` tasks too), so the DAG's wall
+time is not the sum of ``run_all``'s stages. From the task instances the API reports: each stage's span (its first
+task's start to its last task's end) and fusion fitting's share of the run's wall time.
 Written to ``bench/out/speed.md``.
 """
 
@@ -38,6 +44,7 @@ from fusion_tasks import catalogue
 from fusion_tasks.config import PROJECT_ROOT
 
 OUT = PROJECT_ROOT / "bench" / "out"
+DAG_ID = "multimodal_fusion"
 MODALITIES = catalogue.modalities()
 
 # One measured process: argv[1] = {"root", "dates", "mode"}; prints {modality: [seconds per date]}.
@@ -176,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT / "speed.md")
     parser.add_argument("--ciao-date", default="2010-04-01", help="the Ciao date whose stages are timed")
     parser.add_argument("--no-stages", action="store_true", help="only the extraction table")
+    parser.add_argument("--dag-runs", type=int, default=3,
+                        help="DAG runs of the synthetic world on a real scheduler (0: none)")
     args = parser.parse_args(argv)
 
     from fusion_tasks.storage import DataRoot
@@ -225,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not args.no_stages:
         lines += stages_section(args.ciao_date)
+    if args.dag_runs:
+        lines += dag_section(args.dag_runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
@@ -267,6 +278,92 @@ def stages_section(ciao_date: str) -> list[str]:
             "modality builds for an origin is built once, by `build_training_data`, and stored; before, it was "
             "rebuilt from `staged/` at every load. Same runs as above: loads counted, an origin's build timed once "
             "per origin.", "", *feature_table(features)]
+
+
+# the DAG's tasks by stage, in the DAG's order (a task whose id matches no prefix is its own stage)
+DAG_STAGES = {"plan and wait for landing": ("plan_run", "wait_for_landing"), "extract": ("extract_",),
+              "build_training_data": ("build_training_data",), "train (every model)": ("train_",),
+              "score_candidates": ("score_candidates",), "fusion fitting (every fit_<method>)": ("fit_",),
+              "evaluate, fuse, gate, publish": ("evaluate", "fuse_recommendations", "quality_gate",
+                                                "publish_recommendations")}
+FUSION_STAGE = "fusion fitting (every fit_<method>)"
+
+
+def dag_stage_spans(run: dict, task_instances: list[dict]) -> dict[str, float]:
+    """Seconds from a stage's first task start to its last task end, by stage; ``whole run`` is the DAG run's own
+    start to end (times as the Airflow API reports them)."""
+    def seconds(start: str, end: str) -> float:
+        return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+
+    spans: dict[str, float] = {}
+    for stage, prefixes in DAG_STAGES.items():
+        tasks = [ti for ti in task_instances
+                 if ti["task_id"].startswith(prefixes) and ti.get("start_date") and ti.get("end_date")]
+        if tasks:
+            spans[stage] = seconds(min(ti["start_date"] for ti in tasks), max(ti["end_date"] for ti in tasks))
+    spans["whole run"] = seconds(run["start_date"], run["end_date"])
+    return spans
+
+
+def dag_table(spans: list[dict[str, float]]) -> list[str]:
+    """A row per stage: its span in each run, the median, and the median's share of the median run."""
+    whole = statistics.median(s["whole run"] for s in spans)
+    runs = " | ".join(f"run {i + 1} s" for i in range(len(spans)))
+    lines = [f"| stage | {runs} | median s | share of the run |",
+             "|---|" + "---|" * len(spans) + "---|---|"]
+    for stage in [*DAG_STAGES, "whole run"]:
+        values = [s.get(stage) for s in spans]
+        if all(v is None for v in values):
+            continue
+        median = statistics.median(v for v in values if v is not None)
+        cells = " | ".join("–" if v is None else f"{v:.1f}" for v in values)
+        name = f"**{stage}**" if stage in (FUSION_STAGE, "whole run") else stage
+        lines.append(f"| {name} | {cells} | {median:.1f} | {median / whole:.1%} |")
+    return lines
+
+
+def measure_runs(airflow, conf: dict, n_runs: int) -> list[dict[str, float]]:
+    """``n_runs`` manual runs with ``conf`` on a running Airflow (``tests.integration.harness.AirflowInstance``), one
+    after another; the stage spans of each (``dag_stage_spans``). A run that does not succeed fails the benchmark."""
+    spans = []
+    for _ in range(n_runs):
+        response = airflow.api("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf})
+        if response.status_code != 200:
+            raise RuntimeError(f"triggering the DAG failed: {response.text}")
+        (run,), _ = airflow.wait_for_runs({response.json()["dag_run_id"]})
+        if run["state"] != "success":
+            raise RuntimeError(airflow.failure_report([run]))
+        spans.append(dag_stage_spans(run, airflow.task_instances(run["dag_run_id"])))
+        print(f"dag run {len(spans)}: {spans[-1]['whole run']:.1f} s", flush=True)
+    return spans
+
+
+def dag_runs(base: Path, n_runs: int) -> list[dict[str, float]]:
+    """``n_runs`` runs of the default synthetic world (the default settings, the gate open) on a real Airflow."""
+    from fusion_tasks.storage import DataRoot
+    from fusion_tasks.synthetic import SyntheticSpec, generate
+    from tests.integration.harness import running_airflow  # the project's one harness of a real Airflow
+
+    spec = SyntheticSpec()
+
+    def default_world(airflow) -> None:
+        shutil.rmtree(airflow.data_root)
+        generate(DataRoot(airflow.data_root), spec)
+
+    with running_airflow(base, "speed", before_start=default_world) as airflow:
+        return measure_runs(airflow, {"as_of_date": spec.end.isoformat(), "ndcg_floor": 0.0,
+                                      "regression_tolerance": 1.0}, n_runs)
+
+
+def dag_section(n_runs: int) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="fusionrec-dag-") as tmp:
+        spans = dag_runs(Path(tmp), n_runs)
+    return ["", "## Fusion fitting in DAG runs on a scheduler", "",
+            f"The default synthetic world run by the DAG on a real Airflow (LocalExecutor, parallelism 4, the training "
+            f"pool's 2 slots, SQLite metadata database), {n_runs} manual runs one after another with the default "
+            f"settings, on {time.strftime('%Y-%m-%d')}. A stage's span is its first task's start to its last task's "
+            "end; each task runs in its own process (its imports included) and a stage's tasks run side by side. "
+            "Target: fusion fitting at most 15% of the DAG's wall time.", "", *dag_table(spans)]
 
 
 if __name__ == "__main__":
