@@ -280,7 +280,7 @@ def stages_section(ciao_date: str) -> list[str]:
             "per origin.", "", *feature_table(features)]
 
 
-# the DAG's tasks by stage, in the DAG's order (a task whose id matches no prefix is its own stage)
+# the DAG's tasks by stage, in the DAG's order (a task matching no prefix is in no stage; the whole run covers it)
 DAG_STAGES = {"plan and wait for landing": ("plan_run", "wait_for_landing"), "extract": ("extract_",),
               "build_training_data": ("build_training_data",), "train (every model)": ("train_",),
               "score_candidates": ("score_candidates",), "fusion fitting (every fit_<method>)": ("fit_",),
