@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import ClassVar
 
@@ -12,7 +11,6 @@ import pytest
 
 from fusion_tasks import models
 from fusion_tasks.config import RunConfig
-from fusion_tasks.models import bpr as bpr_module
 from fusion_tasks.models import tuning
 from fusion_tasks.models.base import BaseRecommender
 from fusion_tasks.pipeline import extract
@@ -198,29 +196,3 @@ def test_item_knn_fitted_from_a_previous_fit_equals_a_fresh_fit(world) -> None:
         assert knn(**params).fit_from(data, same).similarity_ is same.similarity_  # reused, not recomputed
         other = knn(**{**params, "neighbours": 50}).fit(data)
         assert knn(**params).fit_from(data, other).similarity_ is not other.similarity_
-
-
-def test_bpr_continued_from_fewer_epochs_equals_a_fresh_fit(world) -> None:
-    """Tuning continues the best BPR fit when a candidate only asks for more epochs: the factors are those of a
-    fresh fit (epochs run in seeded chunks); any other difference, or a different seed, fits afresh."""
-    root, config = world
-    data = TrainingData.load(root, config, "fold1")
-    interactions = data.interactions.tolil()
-    interactions[0, :] = 0  # a user without interactions: his row is zeroed, and never read by the solver
-    data = dataclasses.replace(data, interactions=interactions.tocsr())
-    bpr = models.get("bpr")
-    chunk = bpr_module.CHUNK_ITERATIONS
-    fresh = bpr(factors=8, iterations=3 * chunk, random_state=5).fit(data)
-    for epochs in (chunk, 2 * chunk):
-        continued = bpr(factors=8, iterations=3 * chunk, random_state=5).fit_from(
-            data, bpr(factors=8, iterations=epochs, random_state=5).fit(data))
-        np.testing.assert_array_equal(continued.user_factors_, fresh.user_factors_)
-        np.testing.assert_array_equal(continued.item_factors_, fresh.item_factors_)
-    assert not fresh.user_factors_[0].any()
-    for other in ({"random_state": 6}, {"learning_rate": 0.05}, {"iterations": chunk // 2}):
-        previous = bpr(**{"factors": 8, "iterations": chunk, "random_state": 5, **other}).fit(data)
-        started = bpr(factors=8, iterations=3 * chunk, random_state=5).fit_from(data, previous)
-        np.testing.assert_array_equal(started.item_factors_, fresh.item_factors_)  # fitted afresh, not continued
-    shorter = bpr(factors=8, iterations=chunk, random_state=5).fit_from(data, fresh)  # fewer epochs: afresh
-    np.testing.assert_array_equal(shorter.item_factors_,
-                                  bpr(factors=8, iterations=chunk, random_state=5).fit(data).item_factors_)
