@@ -16,7 +16,8 @@ modality's context columns (and, for content, the category embedding), ``c`` the
 context (user activity, item popularity), and ``f_cross`` a small subnet over every input: the
 cross-modal interactions (a base model whose own group is ``cross`` feeds only this subnet).
 Each subnet is one ReLU hidden layer and a linear output. A subnet exists only when its modality
-has a base model or a context column in the fit. Published contributions are centred:
+has a base model or a context column in the fit that varies over the training rows (a modality with
+no data at the origin has none, and contributes nothing). Published contributions are centred:
 ``contribution_<g> = f_g - mean_g`` (the mean of f_g over the training rows), and
 ``contribution_context`` is the sum of those means (the network's overall bias); they sum to the
 score, which is the logit, to float precision.
@@ -101,12 +102,13 @@ class DeepFusion(FusionMethod):
         spec: dict[str, Any] = {"models": list(data.models), "context": list(data.context)}
         raw, columns = features(train, spec)
         mean, std = raw.mean(axis=0), raw.std(axis=0)
-        std[~(std > 1e-9)] = 1.0
+        varies = std > 1e-9
+        std[~varies] = 1.0
         categories = _categories(train) if _uses_category(spec) else None
         n_categories = int(categories.max()) + 1 if categories is not None and len(categories) else 1
         n_categories = 1 << (n_categories - 1).bit_length()  # a power of two: fits of one run share a network
         spec.update(columns=columns, mean=mean.tolist(), std=std.tolist(),
-                    architecture=_architecture(spec, columns, self, n_categories))
+                    architecture=_architecture(spec, columns, varies, self, n_categories))
         x = _standardise(raw, spec)
         arch = spec["architecture"]
         subnets = arch["subnets"]
@@ -318,14 +320,19 @@ def _column_group(column: str) -> str:
     return group_of(model) if feature in MODEL_FEATURES and model else CONTEXT_FEATURES[column]
 
 
-def _architecture(spec: dict[str, Any], columns: list[str], method: DeepFusion, n_categories: int) -> dict[str, Any]:
-    """Which input columns (indices) and whether the category embedding feed each subnet."""
+def _architecture(spec: dict[str, Any], columns: list[str], varies: np.ndarray, method: DeepFusion,
+                  n_categories: int) -> dict[str, Any]:
+    """Which input columns (indices) and whether the category embedding feed each subnet.
+
+    A modality gets a subnet only when one of its own columns varies over the training rows: one whose
+    data is absent at this origin (every column constant) would otherwise learn from the behaviour
+    context alone, and behaviour's signal would be published as that modality's contribution."""
     groups = [_column_group(c) for c in columns]
     embed = _uses_category(spec)
     behaviour_context = [j for j, c in enumerate(columns) if c in BEHAVIOUR_CONTEXT]
     subnets = []
     for g in MODALITIES:
-        own = [j for j, group in enumerate(groups) if group == g]
+        own = [j for j, group in enumerate(groups) if group == g and varies[j]]
         if own:
             inputs = sorted(set(own) | set(behaviour_context))
             subnets.append({"group": g, "inputs": inputs, "category": embed and g == "content",

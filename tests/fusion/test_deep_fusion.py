@@ -205,3 +205,20 @@ def test_one_model_constant_columns_and_missing_availability_stay_finite():
         scores = method.scores(fitted, pool)
         assert np.isfinite(scores).all()
         assert np.allclose(method.contributions(fitted, pool).sum(axis=1), scores, rtol=0, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_a_modality_without_data_gets_no_subnet_and_no_contribution():
+    """Were its subnet kept, it would learn from the behaviour context it also reads and publish
+    behaviour's signal as social's contribution."""
+    folds = [make_pool(s, lambda p: 2.0 * p["z_als"].to_numpy("float64") - 3.5, n_users=120, social_missing=1.0)
+             for s in (31, 32)]
+    for f in folds:  # no ties anywhere: every social column is constant
+        f.pool["user_ties"] = 0.0
+    method = DeepFusion(members=1)
+    fitted = method.fit(fit_input(folds))
+    groups = {s["group"] for s in fitted["members"][0]["architecture"]["subnets"]}
+    assert groups == {"behavior", "content", "cross"}, groups
+    parts = method.contributions(fitted, folds[0].pool)
+    assert (parts["contribution_social"] == 0).all()
+    assert np.allclose(parts.sum(axis=1), method.scores(fitted, folds[0].pool), rtol=0, atol=1e-9)
