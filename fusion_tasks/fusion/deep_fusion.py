@@ -326,7 +326,9 @@ def _architecture(spec: dict[str, Any], columns: list[str], varies: np.ndarray, 
 
     A modality gets a subnet only when one of its own columns varies over the training rows: one whose
     data is absent at this origin (every column constant) would otherwise learn from the behaviour
-    context alone, and behaviour's signal would be published as that modality's contribution."""
+    context alone, and behaviour's signal would be published as that modality's contribution. Its
+    constant columns (nothing to learn from; their kernel rows would stay at their random initial
+    weights) are left out of its inputs too; the cross subnet still reads every column."""
     groups = [_column_group(c) for c in columns]
     embed = _uses_category(spec)
     behaviour_context = [j for j, c in enumerate(columns) if c in BEHAVIOUR_CONTEXT]
