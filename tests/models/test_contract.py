@@ -18,6 +18,7 @@ from fusion_tasks.modalities.base import Vocabulary
 from fusion_tasks.modalities.behavior import BehaviorFeatures
 from fusion_tasks.modalities.content import ContentFeatures
 from fusion_tasks.modalities.social import SocialFeatures
+from fusion_tasks.models import bpr
 from fusion_tasks.models.als import ALSRecommender
 from fusion_tasks.models.base import BaseRecommender
 from fusion_tasks.models.bpr import BPRRecommender
@@ -302,6 +303,29 @@ def test_bpr_ranks_the_missing_item_of_the_user_block_first() -> None:
     seen = data.interactions.toarray() > 0
     for user, item in held:
         assert int(np.where(seen[user], -np.inf, scores[user]).argmax()) == item, (user, item, scores[user])
+
+
+def test_bpr_caps_the_sgd_steps_of_a_fit_and_reuses_a_fit_that_the_cap_makes_the_same(monkeypatch) -> None:
+    data, _ = block_data()
+    n = data.interactions.nnz
+    monkeypatch.setattr(bpr, "MAX_SAMPLES", n * 40 + n // 2)  # 40 epochs at most
+    capped = BPRRecommender(factors=4, learning_rate=0.05, iterations=200, random_state=3).fit(data)
+    assert capped.epochs_ == 40
+    asked = BPRRecommender(factors=4, learning_rate=0.05, iterations=40, random_state=3).fit(data)
+    np.testing.assert_array_equal(capped.user_factors_, asked.user_factors_)
+    np.testing.assert_array_equal(capped.item_factors_, asked.item_factors_)
+    assert BPRRecommender(iterations=25).fit(data).epochs_ == 25  # under the cap: the epochs asked for
+    assert BPRRecommender(iterations=5).epochs(bpr.MAX_SAMPLES + 1) == 1  # at least one epoch
+
+    # another iterations over the cap is the same fit: taken from the previous one, without fitting
+    monkeypatch.setattr(BPRRecommender, "fit", lambda self, data: pytest.fail("fitted again"))
+    reused = BPRRecommender(factors=4, learning_rate=0.05, iterations=100, random_state=3).fit_from(data, capped)
+    assert reused.epochs_ == 40 and reused.user_factors_ is capped.user_factors_
+    # any other difference (here the epochs, one of them under the cap, or the seed) is a fit of its own
+    for other in (BPRRecommender(factors=4, learning_rate=0.05, iterations=30, random_state=3),
+                  BPRRecommender(factors=4, learning_rate=0.05, iterations=100, random_state=4)):
+        with pytest.raises(pytest.fail.Exception, match="fitted again"):
+            other.fit_from(data, capped)
 
 
 def test_ease_ranks_the_missing_item_of_the_user_block_first() -> None:
