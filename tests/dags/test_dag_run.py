@@ -126,7 +126,10 @@ def test_rerunning_the_date_replaces_the_version_with_identical_rows_and_no_orph
     old = {kind: root.published(kind, DAY).resolve() for kind in ("recommendations", "metrics")}
     _airflow(env, "dags", "test", "multimodal_fusion", DAY.isoformat())
     assert [r["state"] for r in _runs(env)] == ["success"]  # the run of that date was replaced, not added
-    pd.testing.assert_frame_equal(before, root.read_recommendations(DAY))
+    # the same users, items, ranks and scores; a contribution is a float32 network output less its mean, and that
+    # output can differ in its last bit between two processes (seen once: 0.00145412 against 0.00145410, a relative
+    # difference above the default tolerance for a contribution near 0), so floats are compared to float32 precision
+    pd.testing.assert_frame_equal(before, root.read_recommendations(DAY), check_exact=False, rtol=1e-5, atol=1e-6)
     for kind, previous in old.items():
         versions = list(root.published_versions(kind, DAY).iterdir())
         assert len(versions) == 1 and verify_version(versions[0])
