@@ -64,9 +64,24 @@ class BPRRecommender(FactorModel):
         return int(max(1, min(self.iterations, MAX_SAMPLES // max(n_interactions, 1))))
 
     def fit(self, data: TrainingData) -> BPRRecommender:
+        return self._fit(_binary(data))
+
+    def fit_from(self, data: TrainingData, previous: BaseRecommender) -> BPRRecommender:
+        """``previous``'s factors when it is the same fit: the same parameters and seed but ``iterations``, and the
+        same epochs on this data (both over the cap); a fresh fit otherwise."""
+        matrix = _binary(data)
+        same = {k: v for k, v in self.get_params().items() if k != "iterations"}
+        if (isinstance(previous, BPRRecommender) and hasattr(previous, "epochs_")
+                and {k: v for k, v in previous.get_params().items() if k != "iterations"} == same
+                and previous.epochs_ == self.epochs(matrix.nnz)):
+            self.epochs_ = previous.epochs_
+            self.user_factors_, self.item_factors_ = previous.user_factors_, previous.item_factors_
+            return self
+        return self._fit(matrix)
+
+    def _fit(self, matrix) -> BPRRecommender:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-        matrix = _binary(data)
         self.epochs_ = self.epochs(matrix.nnz)
         model = BayesianPersonalizedRanking(factors=self.factors, learning_rate=self.learning_rate,
                                             regularization=self.regularization, iterations=self.epochs_,
@@ -77,18 +92,6 @@ class BPRRecommender(FactorModel):
         self.user_factors_[np.diff(matrix.indptr) == 0] = 0.0
         self.item_factors_ = np.asarray(model.item_factors, dtype="float32")
         return self
-
-    def fit_from(self, data: TrainingData, previous: BaseRecommender) -> BPRRecommender:
-        """``previous``'s factors when it is the same fit: the same parameters and seed but ``iterations``, and the
-        same epochs on this data (both over the cap); a fresh fit otherwise."""
-        same = {k: v for k, v in self.get_params().items() if k != "iterations"}
-        if (isinstance(previous, BPRRecommender) and hasattr(previous, "epochs_")
-                and {k: v for k, v in previous.get_params().items() if k != "iterations"} == same
-                and previous.epochs_ == self.epochs(_binary(data).nnz)):
-            self.epochs_ = previous.epochs_
-            self.user_factors_, self.item_factors_ = previous.user_factors_, previous.item_factors_
-            return self
-        return self.fit(data)
 
 
 def _binary(data: TrainingData):

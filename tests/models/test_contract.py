@@ -318,7 +318,7 @@ def test_bpr_caps_the_sgd_steps_of_a_fit_and_reuses_a_fit_that_the_cap_makes_the
     assert BPRRecommender(iterations=5).epochs(bpr.MAX_SAMPLES + 1) == 1  # at least one epoch
 
     # another iterations over the cap is the same fit: taken from the previous one, without fitting
-    monkeypatch.setattr(BPRRecommender, "fit", lambda self, data: pytest.fail("fitted again"))
+    monkeypatch.setattr(BPRRecommender, "_fit", lambda self, matrix: pytest.fail("fitted again"))
     reused = BPRRecommender(factors=4, learning_rate=0.05, iterations=100, random_state=3).fit_from(data, capped)
     assert reused.epochs_ == 40 and reused.user_factors_ is capped.user_factors_
     # any other difference (here the epochs, one of them under the cap, or the seed) is a fit of its own
