@@ -30,14 +30,14 @@ The fit is an ensemble of ``members`` such networks, each with its own seed: its
 initial weights, batch order and early-stopping split. The score is the mean of the members' logits and each
 contribution the mean of theirs, so the contributions still sum to the score. One network's holdout NDCG moved
 by up to a third between seeds on the same pools; three were better on the folds of every world measured and on
-the holdouts of three synthetic worlds, and within the noise of one Ciao date's holdout (README, "Deep fusion: one
-network or three"). The
-network and its traced training epoch are made once per architecture in a process and reset for every
-fit (weights drawn from the seed, optimiser state zeroed), so a run's leave-one-fold-out fits share one
-trace; the category embedding's size is rounded up to a power of two to keep their architecture alike.
-TensorFlow is imported only by ``fit``; the fit is plain JSON (under ``members``, each network's spec and
-every layer's weights as nested lists under ``layers``; no ``weights`` key, which means the weighted sum's
-per-model weights in ``metrics.json``), and ``scores`` and ``contributions`` run a numpy forward pass.
+the holdouts of three synthetic worlds, and within the noise of one Ciao date's holdout (``bench/NOTES.md``,
+"Deep fusion: one network or three"). The network and its traced training epoch are made once per architecture
+in a process and reset for every fit (weights drawn from the seed, optimiser state zeroed), so a run's
+leave-one-fold-out fits share one trace; the category embedding's size is rounded up to a power of two to keep
+their architecture alike. TensorFlow is imported only by ``fit``; the fit is plain JSON (under ``members``, each
+network's spec and every layer's weights as nested lists under ``layers``; no ``weights`` key, which means the
+weighted sum's per-model weights in ``metrics.json``), and ``scores`` and ``contributions`` run a numpy forward
+pass.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def test_the_published_fusion_is_at_least_as_good_as_the_best_single_model(regim
     assert metrics[chosen]["ndcg"] >= floor, (chosen, best, {m: round(v["ndcg"], 4) for m, v in metrics.items()})
 
 
-# regimes whose dominant modality is not a robust known answer, and why (measured: README, "Quality on other worlds")
+# regimes whose dominant modality is not a robust known answer, and why (bench/NOTES.md, "Quality on other worlds")
 NOT_ROBUST = {
     "cold_start": "category tastes, the signal of this world, are also what co-occurrence shows for its warm half, "
                   "so behaviour and content move the rankings about as much: deep fusion's contributions put "
