@@ -39,6 +39,8 @@ WORLDS: dict[str, tuple[dict[str, Any], str]] = {
     "dense": (dict(n_users=800, n_items=600, daily_activity=0.8, behavior_signal=1.5),
               "a denser world where co-occurrence carries more"),
     "content + social": (dict(content_signal=2.5, social_signal=3.0), "strong category tastes and ties"),
+    "tags only": (dict(content_signal=2.5, social_signal=3.0, category_visible=False),
+                  "the same, with the category left out of the content files: only the tags show it"),
     "sparse fast-moving": (dict(daily_activity=0.12, social_memory=0.5, share_released_later=0.6, quality_signal=0.3),
                            "sparse histories, short-lived social influence, many new items"),
     **{f"regime: {name}": (regime.settings, f"{regime.dominant} carries the signal") for name, regime in

@@ -48,6 +48,7 @@ class SyntheticSpec:
     embedding_dim: int = 16
     embedding_noise: float = 0.5
     embedding_category: float = 1.0  # how much of the item's category the embedding shows
+    category_visible: bool = True  # False: the content files leave the category empty (only the tags show it)
 
     @classmethod
     def regime(cls, name: str, **overrides: Any) -> SyntheticSpec:
@@ -222,7 +223,7 @@ def _write_content(root: DataRoot, spec: SyntheticSpec, rng: np.random.Generator
         out = pd.DataFrame({
             "item_id": [f"i{i:04d}" for i in part["item"]],
             "valid_from": date.isoformat(),
-            "category": [f"category_{c}" for c in part["cat"]],
+            "category": [f"category_{c}" if spec.category_visible else None for c in part["cat"]],
             "brand": part["brand"].to_numpy(),
             "price": part["price"].to_numpy(),
             "tags": part["tags"].to_numpy(),
