@@ -8,9 +8,9 @@
   catalogue's shares, so the model falls back to popularity within categories);
 * ``P(i | c)``: item ``i``'s decayed popularity within its category, with half a pseudo-vote per item
   so that a new item with content is ranked by its category before anyone used it;
-* ``s``: the cosine between the user's decayed attribute profile (category, brand, tags,
-  price, embedding: ``features["content"].matrix``) and the item's attributes. With a small weight it reorders
-  items within a category; with a large weight or a sharpness it carries the taste where the category does not.
+* ``s``: the cosine between the user's decayed attribute profile (category, brand, tags, price, embedding:
+  ``features["content"].matrix``) and the item's attributes. With a small weight it reorders items within a
+  category; with a large weight or a sharpness it carries the taste where the category does not.
 
 Items with content but no category share one bucket of their own: where the data has tags and no category
 (genres as tags, say), ``P(c | u) · P(i | c)`` is popularity and the attribute term is the taste. Before, such
